@@ -1,0 +1,38 @@
+// Package dualstack listens on IPv4 and IPv6 safely: on one port, for both
+// families, whatever the OS default of IPV6_V6ONLY, and never on a port
+// whose IPv4 half another process holds.
+//
+// A program that listens on [::] may or may not take IPv4 clients: that
+// depends on IPV6_V6ONLY, whose default comes from the OS and its
+// settings. Where it does, IPv4 peers appear as IPv4-mapped IPv6 addresses
+// (::ffff:192.0.2.1), which netip prefix checks, allowlists and logs do
+// not recognise as IPv4. Worse, on macOS and several BSDs an ephemeral
+// [::]:0 bind may land on a port whose IPv4 side another process already
+// holds; IPv4 clients of that port then silently reach the other process.
+//
+// [Listen] binds, in the default mode, an IPv4 socket and an IPv6 socket
+// with IPV6_V6ONLY=1 on the same port, chosen so that no other socket holds
+// either half, and returns one [Listener] that accepts from both:
+//
+//	ln, err := dualstack.Listen("tcp", ":0")        // instead of net.Listen
+//	ln, err := dualstack.Listen("tcp", "localhost:0") // 127.0.0.1 and ::1, one port
+//
+// The binding is atomic: Listen returns a listener holding every socket it
+// promised, or an error and nothing held.
+//
+// # Modes
+//
+// [Separate] (what [Auto] picks where the host has IPv6) gives each family
+// its own socket. Peers keep their own family, so RemoteAddr is never
+// IPv4-mapped, and no more specific IPv4 socket of another process can take
+// IPv4 traffic from the listener. It costs a second socket and a goroutine
+// per socket while Accept is in use.
+//
+// [Single] binds one IPv6 socket with IPV6_V6ONLY cleared explicitly. It is
+// one socket like net.Listen's, but IPv4 peers arrive IPv4-mapped, and not
+// every OS can do it safely (see the BUG notes). Choose it where one socket
+// matters more than family-native peers.
+//
+// A specific address (127.0.0.1, ::1, a host name's addresses) always gets a
+// socket of its own family; the mode only decides how a wildcard is served.
+package dualstack

@@ -1,0 +1,459 @@
+package dualstack
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Mode selects how a wildcard address is served: on two sockets, one a
+// family, or on one IPv6 socket that also takes IPv4.
+type Mode int
+
+const (
+	// Auto is the zero Mode. It is Separate where the host can create
+	// AF_INET6 sockets, and IPv4 alone where it cannot; for localhost it
+	// binds ::1 only where ::1 can be assigned. It never picks Single.
+	Auto Mode = iota
+
+	// Separate binds an IPv4 socket and an IPv6 socket with
+	// IPV6_V6ONLY=1, on the same port. Each family arrives on its own
+	// socket, so peers never show as IPv4-mapped addresses, and no
+	// socket of another process can take the IPv4 traffic of the port.
+	// Accept waits on both sockets.
+	Separate
+
+	// Single binds one IPv6 socket with IPV6_V6ONLY=0, set explicitly
+	// whatever the OS default, so that it takes IPv4 clients as
+	// IPv4-mapped peers (::ffff:a.b.c.d). It needs no merging of two
+	// sockets, but it is not available on every OS (OpenBSD and
+	// DragonFly cannot clear IPV6_V6ONLY), and it serves only wildcard
+	// addresses: a specific address always gets a socket of its own
+	// family.
+	Single
+)
+
+// String returns the name of the mode: "Auto", "Separate" or "Single".
+func (m Mode) String() string {
+	switch m {
+	case Auto:
+		return "Auto"
+	case Separate:
+		return "Separate"
+	case Single:
+		return "Single"
+	}
+	return "Mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// DefaultAttempts is the number of ephemeral port attempts that a zero
+// [ListenConfig.Attempts] stands for.
+const DefaultAttempts = 32
+
+// ListenConfig holds the options for listening on both address families.
+// Its zero value listens in Auto mode with the defaults of
+// [net.ListenConfig].
+type ListenConfig struct {
+	// Mode selects how a wildcard address is served. The zero value is
+	// Auto.
+	Mode Mode
+
+	// Attempts is the number of times Listen tries to bind an ephemeral
+	// port (port 0) before it gives up: an attempt fails when another
+	// socket holds one half of the port it picked. Zero means
+	// DefaultAttempts; negative values are an error. Explicit ports are
+	// tried once.
+	Attempts int
+
+	// Control, if not nil, is called after a socket is created and our
+	// options (IPV6_V6ONLY, SO_REUSEADDR) are set, before it is bound, as
+	// in [net.ListenConfig]. It is called for every socket that the
+	// listener will hold, with network "tcp4" or "tcp6" and the address
+	// being bound; not for the probes that pick a port and are closed.
+	Control func(network, address string, c syscall.RawConn) error
+
+	// KeepAlive is the keep-alive period of accepted connections, as in
+	// [net.ListenConfig]: zero enables keep-alive with the defaults,
+	// negative disables it. It is ignored if KeepAliveConfig.Enable is
+	// true.
+	KeepAlive time.Duration
+
+	// KeepAliveConfig is the keep-alive configuration of accepted
+	// connections, as in [net.ListenConfig].
+	KeepAliveConfig net.KeepAliveConfig
+}
+
+// Listen announces on the local network address, on both address families
+// where the address calls for it.
+//
+// The network must be "tcp", "tcp4" or "tcp6"; "tcp4" and "tcp6" give one
+// socket of that family. With "tcp", the address decides:
+//   - a wildcard host ("", "0.0.0.0", "::"): both families on the same
+//     port, as the Mode says;
+//   - "localhost": 127.0.0.1 and ::1 on the same port, never resolved
+//     through DNS;
+//   - a literal IP address: that address alone, an IPv4-mapped one
+//     (::ffff:a.b.c.d) as the IPv4 address; an IPv6 one may carry a zone;
+//   - any other host name: every address it resolves to, on one port.
+//
+// The port may be a number or a service name. Port 0 picks one port that
+// is free on every address bound, and never one whose IPv4 half another
+// socket holds.
+//
+// Listen is atomic: it returns a listener that holds every socket it
+// promised, or an error and nothing held. Errors are *[net.OpError] with
+// Op "listen"; errors.Is sees the system error (syscall.EADDRINUSE and so
+// on). The context affects only the resolution of host and port names.
+func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*Listener, error) {
+	return lc.listen(ctx, hostSystem, network, address)
+}
+
+// Listen announces on the local network address with the zero
+// [ListenConfig]; see [ListenConfig.Listen].
+func Listen(network, address string) (*Listener, error) {
+	var lc ListenConfig
+	return lc.Listen(context.Background(), network, address)
+}
+
+func (lc *ListenConfig) listen(ctx context.Context, sys system, network, address string) (*Listener, error) {
+	p, err := lc.plan(ctx, sys, tcp, network, address)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	r, err := lc.binder(sys).bind(p)
+	if err != nil {
+		return nil, listenError(network, err)
+	}
+	lns := make([]*net.TCPListener, 0, len(r.socks))
+	for i, s := range r.socks {
+		ln, err := toTCPListener(s)
+		if err != nil {
+			// Close what became a listener and what did not.
+			for _, ln := range lns {
+				ln.Close()
+			}
+			for _, s := range r.socks[i+1:] {
+				s.close()
+			}
+			ep := r.eps[i]
+			return nil, listenError(network, &bindError{role: ep.role(), fam: ep.family(), addr: netip.AddrPortFrom(ep.addr, r.port), err: err})
+		}
+		lns = append(lns, ln)
+	}
+	return newListener(lns, p.mode(), keepAliveFor(lc)), nil
+}
+
+func (lc *ListenConfig) binder(sys system) *binder {
+	attempts := lc.Attempts
+	if attempts == 0 {
+		attempts = DefaultAttempts
+	}
+	return &binder{api: sys.api, os: sys.facts, control: lc.Control, attempts: attempts}
+}
+
+func toTCPListener(s socket) (*net.TCPListener, error) {
+	ts, ok := s.(tcpSocket)
+	if !ok {
+		s.close()
+		return nil, errors.New("dualstack: socket cannot become a TCP listener")
+	}
+	return ts.tcpListener()
+}
+
+// listenError wraps a failure of the binding algorithms in the
+// *net.OpError that Listen returns, with the address being bound.
+func listenError(network string, err error) error {
+	oe := &net.OpError{Op: "listen", Net: network, Err: err}
+	var be *bindError
+	if errors.As(err, &be) {
+		oe.Addr = net.TCPAddrFromAddrPort(be.addr)
+	}
+	return oe
+}
+
+// Listener is a TCP listener on one port, on one or several sockets. It
+// implements [net.Listener]; accepted connections are *[net.TCPConn].
+type Listener struct {
+	lns   []*net.TCPListener
+	addrs []net.Addr
+	mode  Mode
+	ka    keepAlive
+	m     *merged // nil with one socket
+}
+
+var _ net.Listener = (*Listener)(nil)
+
+func newListener(lns []*net.TCPListener, mode Mode, ka keepAlive) *Listener {
+	l := &Listener{lns: lns, mode: mode, ka: ka}
+	for _, ln := range lns {
+		l.addrs = append(l.addrs, ln.Addr())
+	}
+	if len(lns) > 1 {
+		l.m = newMerged(lns, l.addrs[0])
+	}
+	return l
+}
+
+// Accept waits for and returns the next connection, from whichever socket
+// has one; no socket starves another. A temporary error of one socket
+// (EMFILE, say) is returned as that socket's *[net.OpError], and the
+// socket goes on accepting after it.
+func (l *Listener) Accept() (net.Conn, error) {
+	var (
+		c   *net.TCPConn
+		err error
+	)
+	if l.m != nil {
+		c, err = l.m.accept()
+	} else {
+		c, err = l.lns[0].AcceptTCP()
+	}
+	if err != nil {
+		return nil, err
+	}
+	l.ka.apply(c)
+	return c, nil
+}
+
+// Close closes every socket of the listener. Blocked and later Accept
+// calls return an error for which errors.Is(err, net.ErrClosed) holds;
+// connections accepted from the kernel but not yet returned by Accept are
+// closed. Close returns once no goroutine of the listener is left.
+// Closing twice returns an error wrapping net.ErrClosed.
+func (l *Listener) Close() error {
+	if l.m != nil {
+		return l.m.close()
+	}
+	return l.lns[0].Close()
+}
+
+// Addr returns the first of Addrs: the IPv4 address where there is one.
+// Dialing it reaches this listener.
+func (l *Listener) Addr() net.Addr { return l.addrs[0] }
+
+// Addrs returns every address the listener is bound to, IPv4 first, all
+// on one port. It returns a new slice on each call.
+func (l *Listener) Addrs() []net.Addr { return append([]net.Addr(nil), l.addrs...) }
+
+// Mode returns the mode in force: Single when one dual-stack socket serves
+// both families, Separate otherwise (one socket a family, or a single
+// socket of one family). It is never Auto.
+func (l *Listener) Mode() Mode { return l.mode }
+
+// SetDeadline sets the deadline of Accept, as on a [net.TCPListener]: a
+// blocked or later Accept past the deadline returns an error whose
+// Timeout method reports true. The zero time means no deadline.
+func (l *Listener) SetDeadline(t time.Time) error {
+	if l.m != nil {
+		return l.m.setDeadline(t)
+	}
+	return l.lns[0].SetDeadline(t)
+}
+
+// merged accepts on several sockets at once: one goroutine a socket hands
+// connections over an unbuffered channel, so each holds at most one
+// connection that Accept has not taken, and goroutines blocked in a send
+// are served in turn.
+type merged struct {
+	lns   []*net.TCPListener
+	addr  net.Addr // for errors
+	conns chan accepted
+	done  chan struct{} // closed by close
+	dl    deadline
+
+	started atomic.Bool
+	mu      sync.Mutex // guards closed and the start of the goroutines
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+type accepted struct {
+	c   *net.TCPConn
+	err error
+}
+
+func newMerged(lns []*net.TCPListener, addr net.Addr) *merged {
+	return &merged{
+		lns:   lns,
+		addr:  addr,
+		conns: make(chan accepted),
+		done:  make(chan struct{}),
+		dl:    deadline{c: make(chan struct{})},
+	}
+}
+
+func (m *merged) accept() (*net.TCPConn, error) {
+	expired := m.dl.wait()
+	// A closed listener or a passed deadline wins over a waiting
+	// connection, as on a net.TCPListener.
+	select {
+	case <-m.done:
+		return nil, m.opError("accept", net.ErrClosed)
+	case <-expired:
+		return nil, m.opError("accept", os.ErrDeadlineExceeded)
+	default:
+	}
+	if !m.started.Load() {
+		m.start()
+	}
+	select {
+	case a := <-m.conns:
+		return a.c, a.err
+	case <-m.done:
+		return nil, m.opError("accept", net.ErrClosed)
+	case <-expired:
+		return nil, m.opError("accept", os.ErrDeadlineExceeded)
+	}
+}
+
+// start starts the accepting goroutines on the first Accept, so that a
+// listener that is never accepted on takes no connection from the kernel.
+func (m *merged) start() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.started.Load() || m.closed {
+		return
+	}
+	m.wg.Add(len(m.lns))
+	for _, ln := range m.lns {
+		go m.run(ln)
+	}
+	m.started.Store(true)
+}
+
+func (m *merged) run(ln *net.TCPListener) {
+	defer m.wg.Done()
+	for {
+		c, err := ln.AcceptTCP()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		select {
+		case m.conns <- accepted{c, err}:
+		case <-m.done:
+			if c != nil {
+				c.Close()
+			}
+			return
+		}
+	}
+}
+
+func (m *merged) close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return m.opError("close", net.ErrClosed)
+	}
+	m.closed = true
+	m.mu.Unlock()
+	close(m.done)
+	var first error
+	for _, ln := range m.lns {
+		if err := ln.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	m.wg.Wait()
+	return first
+}
+
+func (m *merged) setDeadline(t time.Time) error {
+	select {
+	case <-m.done:
+		return m.opError("set", net.ErrClosed)
+	default:
+	}
+	m.dl.set(t)
+	return nil
+}
+
+func (m *merged) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: "tcp", Addr: m.addr, Err: err}
+}
+
+// deadline is a deadline that can be moved, and wakes whoever waits on it
+// when it passes.
+type deadline struct {
+	mu    sync.Mutex
+	timer *time.Timer
+	c     chan struct{} // closed once the deadline has passed
+}
+
+// wait returns a channel that is closed when the deadline passes.
+func (d *deadline) wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.c
+}
+
+// set moves the deadline to t; the zero time removes it.
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil && !d.timer.Stop() {
+		<-d.c // the timer has fired: wait until it has closed c
+	}
+	d.timer = nil
+	passed := isClosed(d.c)
+	if !t.IsZero() && !time.Now().Before(t) {
+		if !passed {
+			close(d.c)
+		}
+		return
+	}
+	if passed {
+		d.c = make(chan struct{})
+	}
+	if !t.IsZero() {
+		c := d.c
+		d.timer = time.AfterFunc(time.Until(t), func() { close(c) })
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// keepAlive is the keep-alive setting that Accept applies to a connection
+// when the ListenConfig asked for something other than the default, which
+// the net package's listener has already applied.
+type keepAlive struct {
+	set bool
+	cfg net.KeepAliveConfig // cfg.Enable false: disable
+}
+
+func keepAliveFor(lc *ListenConfig) keepAlive {
+	switch {
+	case lc.KeepAliveConfig.Enable:
+		return keepAlive{set: true, cfg: lc.KeepAliveConfig}
+	case lc.KeepAlive < 0:
+		return keepAlive{set: true}
+	case lc.KeepAlive > 0:
+		return keepAlive{set: true, cfg: net.KeepAliveConfig{Enable: true, Idle: lc.KeepAlive}}
+	}
+	return keepAlive{}
+}
+
+// apply sets the keep-alive of c; like the net package, it ignores errors.
+func (k keepAlive) apply(c *net.TCPConn) {
+	switch {
+	case !k.set:
+	case k.cfg.Enable:
+		c.SetKeepAliveConfig(k.cfg)
+	default:
+		c.SetKeepAlive(false)
+	}
+}

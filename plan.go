@@ -1,0 +1,139 @@
+package dualstack
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// system is what Listen runs against: the host, or in tests a model.
+type system struct {
+	api    socketAPI
+	facts  osFacts
+	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+var hostSystem = system{
+	api:    hostSockets,
+	facts:  hostFacts,
+	lookup: net.DefaultResolver.LookupNetIP,
+}
+
+var (
+	errNegativeAttempts = errors.New("dualstack: negative Attempts")
+	errUnknownMode      = errors.New("dualstack: unknown Mode")
+	errSingleSpecific   = errors.New("dualstack: Single mode serves a wildcard address on one socket, which cannot hold several specific addresses; use Separate or Auto")
+)
+
+// plan turns the network and address of a Listen or ListenPacket call into
+// the endpoints to bind. Errors are the bare cause; the caller wraps them.
+func (lc *ListenConfig) plan(ctx context.Context, sys system, pr proto, network, address string) (plan, error) {
+	want4, want6, err := families(pr, network)
+	if err != nil {
+		return plan{}, err
+	}
+	if lc.Attempts < 0 {
+		return plan{}, errNegativeAttempts
+	}
+	if lc.Mode < Auto || lc.Mode > Single {
+		return plan{}, errUnknownMode
+	}
+	host, service, err := net.SplitHostPort(address)
+	if err != nil {
+		return plan{}, err
+	}
+	port, err := net.DefaultResolver.LookupPort(ctx, network, service)
+	if err != nil {
+		return plan{}, err
+	}
+	p := plan{proto: pr, port: uint16(port)}
+	both := want4 && want6
+
+	var addrs []netip.Addr
+	switch {
+	case host == "":
+		return p.wildcard(lc.Mode, want4, want6), nil
+	case strings.EqualFold(host, "localhost") || strings.EqualFold(host, "localhost."):
+		// Never resolved: the name may be missing from the hosts file, or
+		// DNS may answer it with something that is not loopback.
+		if want4 {
+			addrs = append(addrs, netip.AddrFrom4([4]byte{127, 0, 0, 1}))
+		}
+		if want6 {
+			addrs = append(addrs, netip.IPv6Loopback())
+		}
+	default:
+		if a, err := netip.ParseAddr(host); err == nil {
+			a = a.Unmap()
+			if a.IsUnspecified() {
+				return p.wildcard(lc.Mode, want4, want6), nil
+			}
+			addrs = []netip.Addr{a}
+			break
+		}
+		qnet := "ip"
+		switch {
+		case !want6:
+			qnet = "ip4"
+		case !want4:
+			qnet = "ip6"
+		}
+		addrs, err = sys.lookup(ctx, qnet, host)
+		if err != nil {
+			return plan{}, err
+		}
+	}
+	for _, a := range addrs {
+		a = a.Unmap()
+		if (a.Is4() && !want4) || (a.Is6() && !want6) || slices.ContainsFunc(p.eps, func(e endpoint) bool { return e.addr == a }) {
+			continue
+		}
+		p.eps = append(p.eps, endpoint{addr: a})
+	}
+	if len(p.eps) == 0 {
+		return plan{}, &net.AddrError{Err: "no suitable address found", Addr: host}
+	}
+	if len(p.eps) > 1 && lc.Mode == Single {
+		return plan{}, errSingleSpecific
+	}
+	slices.SortStableFunc(p.eps, func(a, b endpoint) int { return cmp.Compare(a.family(), b.family()) })
+	p.fallback4 = both && lc.Mode == Auto
+	return p, nil
+}
+
+// wildcard returns p serving the wildcard address of the families asked for.
+func (p plan) wildcard(m Mode, want4, want6 bool) plan {
+	switch {
+	case want4 && want6 && m == Single:
+		p.eps = []endpoint{{addr: netip.IPv6Unspecified(), dual: true}}
+	case want4 && want6:
+		p.eps = []endpoint{{addr: netip.IPv4Unspecified()}, {addr: netip.IPv6Unspecified()}}
+		p.fallback4 = m == Auto
+	case want4:
+		p.eps = []endpoint{{addr: netip.IPv4Unspecified()}}
+	default:
+		p.eps = []endpoint{{addr: netip.IPv6Unspecified()}}
+	}
+	return p
+}
+
+// families returns the address families that a network name asks for.
+func families(pr proto, network string) (want4, want6 bool, err error) {
+	base := "tcp"
+	if pr == udp {
+		base = "udp"
+	}
+	switch network {
+	case base:
+		return true, true, nil
+	case base + "4":
+		return true, false, nil
+	case base + "6":
+		return false, true, nil
+	}
+	return false, false, net.UnknownNetworkError(network)
+}

@@ -1,0 +1,20 @@
+//go:build !unix && !windows
+
+package dualstack
+
+import (
+	"errors"
+	"runtime"
+)
+
+// sysSockets is the host's socket layer; there is none on this system.
+type sysSockets struct{}
+
+var hostSockets socketAPI = sysSockets{}
+
+var errNoSockets = errors.New("dualstack: sockets are not supported on " + runtime.GOOS)
+
+func (sysSockets) socket(sockOpts) (socket, error) { return nil, errNoSockets }
+
+func addrInUse(error) bool { return false }
+func noIPv6(error) bool    { return false }

@@ -1,0 +1,187 @@
+//go:build unix
+
+package dualstack
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// sysSockets is the host's socket layer.
+type sysSockets struct{}
+
+var hostSockets socketAPI = sysSockets{}
+
+// sysSocket is a socket descriptor that is not yet a net listener.
+type sysSocket struct {
+	fd int
+	o  sockOpts
+}
+
+func (sysSockets) socket(o sockOpts) (socket, error) {
+	af, typ := unix.AF_INET, unix.SOCK_STREAM
+	if o.family == inet6 {
+		af = unix.AF_INET6
+	}
+	if o.proto == udp {
+		typ = unix.SOCK_DGRAM
+	}
+	// Hold ForkLock so that no child inherits the descriptor before it is
+	// marked close-on-exec; not every system takes SOCK_CLOEXEC.
+	syscall.ForkLock.RLock()
+	fd, err := unix.Socket(af, typ, 0)
+	if err == nil {
+		unix.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	s := &sysSocket{fd: fd, o: o}
+	if err := s.setOptions(); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *sysSocket) setOptions() error {
+	if s.o.family == inet6 {
+		if err := unix.SetsockoptInt(s.fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, boolint(s.o.v6only)); err != nil {
+			return os.NewSyscallError("setsockopt", err)
+		}
+	}
+	if s.o.reuseAddr {
+		if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			return os.NewSyscallError("setsockopt", err)
+		}
+	}
+	if s.o.proto == udp {
+		// As Go's net package does for every datagram socket.
+		if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_BROADCAST, 1); err != nil {
+			return os.NewSyscallError("setsockopt", err)
+		}
+	}
+	return nil
+}
+
+func (s *sysSocket) bind(a netip.AddrPort) (uint16, error) {
+	if s.o.control != nil {
+		if err := s.o.control(s.o.proto.network(s.o.family), a.String(), rawConn(s.fd)); err != nil {
+			return 0, err
+		}
+	}
+	sa, err := sockaddr(a)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.Bind(s.fd, sa); err != nil {
+		return 0, os.NewSyscallError("bind", err)
+	}
+	if a.Port() != 0 {
+		return a.Port(), nil
+	}
+	got, err := unix.Getsockname(s.fd)
+	if err != nil {
+		return 0, os.NewSyscallError("getsockname", err)
+	}
+	switch got := got.(type) {
+	case *unix.SockaddrInet4:
+		return uint16(got.Port), nil
+	case *unix.SockaddrInet6:
+		return uint16(got.Port), nil
+	}
+	return 0, os.NewSyscallError("getsockname", unix.EAFNOSUPPORT)
+}
+
+func (s *sysSocket) listen() error {
+	if s.o.proto != tcp {
+		return nil
+	}
+	if err := unix.Listen(s.fd, listenBacklog()); err != nil {
+		return os.NewSyscallError("listen", err)
+	}
+	return nil
+}
+
+func (s *sysSocket) close() error {
+	return unix.Close(s.fd)
+}
+
+// tcpListener hands the descriptor to the net package. net.FileListener
+// keeps a duplicate, so the original is closed whatever happens.
+func (s *sysSocket) tcpListener() (*net.TCPListener, error) {
+	f := os.NewFile(uintptr(s.fd), "")
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	return ln.(*net.TCPListener), nil
+}
+
+// sockaddr converts an address to the kernel's form, resolving a zone name
+// to its interface index.
+func sockaddr(a netip.AddrPort) (unix.Sockaddr, error) {
+	ip := a.Addr()
+	if ip.Is4() {
+		return &unix.SockaddrInet4{Port: int(a.Port()), Addr: ip.As4()}, nil
+	}
+	sa := &unix.SockaddrInet6{Port: int(a.Port()), Addr: ip.As16()}
+	if zone := ip.Zone(); zone != "" {
+		id, err := zoneIndex(zone)
+		if err != nil {
+			return nil, err
+		}
+		sa.ZoneId = id
+	}
+	return sa, nil
+}
+
+func zoneIndex(zone string) (uint32, error) {
+	if n, err := strconv.ParseUint(zone, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	ifi, err := net.InterfaceByName(zone)
+	if err != nil {
+		return 0, err
+	}
+	return uint32(ifi.Index), nil
+}
+
+// rawConn gives the user's Control the descriptor of a socket that is not
+// yet bound. Only Control is meaningful before bind.
+type rawConn int
+
+func (c rawConn) Control(f func(fd uintptr)) error {
+	f(uintptr(c))
+	return nil
+}
+
+func (rawConn) Read(func(fd uintptr) bool) error  { return errUnboundIO }
+func (rawConn) Write(func(fd uintptr) bool) error { return errUnboundIO }
+
+var errUnboundIO = errors.New("dualstack: no I/O on a socket that is not yet bound")
+
+// addrInUse reports whether err means that the address is taken.
+func addrInUse(err error) bool { return errors.Is(err, unix.EADDRINUSE) }
+
+// noIPv6 reports whether err means that the host cannot serve IPv6 here:
+// no AF_INET6 sockets at all, or an IPv6 address (such as ::1 with
+// disable_ipv6=1) that cannot be assigned.
+func noIPv6(err error) bool {
+	return errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EADDRNOTAVAIL)
+}
+
+func boolint(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,20 @@
+package dualstack
+
+import (
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// hostFacts are the facts of the OS this package runs on.
+var hostFacts = factsFor("darwin")
+
+// listenBacklog returns the backlog passed to listen(2): kern.ipc.somaxconn,
+// as Go's net package passes it.
+var listenBacklog = sync.OnceValue(func() int {
+	n, err := unix.SysctlUint32("kern.ipc.somaxconn")
+	if err != nil || n == 0 {
+		return unix.SOMAXCONN
+	}
+	return int(min(n, 1<<16-1))
+})

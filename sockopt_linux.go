@@ -1,0 +1,28 @@
+package dualstack
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// hostFacts are the facts of the OS this package runs on.
+var hostFacts = factsFor("linux")
+
+// listenBacklog returns the backlog passed to listen(2): net.core.somaxconn,
+// as Go's net package passes it.
+var listenBacklog = sync.OnceValue(func() int {
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		return unix.SOMAXCONN
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n <= 0 {
+		return unix.SOMAXCONN
+	}
+	// Kernels before 4.1 keep the backlog in 16 bits.
+	return min(n, 1<<16-1)
+})
