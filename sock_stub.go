@@ -12,6 +12,9 @@ type sysSockets struct{}
 
 var hostSockets socketAPI = sysSockets{}
 
+// defaultBacklog is the listen backlog where the OS tells no other.
+const defaultBacklog = 128
+
 var errNoSockets = errors.New("dualstack: sockets are not supported on " + runtime.GOOS)
 
 func (sysSockets) socket(sockOpts) (socket, error) { return nil, errNoSockets }

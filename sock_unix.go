@@ -18,6 +18,9 @@ type sysSockets struct{}
 
 var hostSockets socketAPI = sysSockets{}
 
+// defaultBacklog is the listen backlog where the OS tells no other.
+const defaultBacklog = unix.SOMAXCONN
+
 // sysSocket is a socket descriptor that is not yet a net listener.
 type sysSocket struct {
 	fd int

@@ -16,6 +16,9 @@ type sysSockets struct{}
 
 var hostSockets socketAPI = sysSockets{}
 
+// defaultBacklog is the listen backlog where the OS tells no other.
+const defaultBacklog = syscall.SOMAXCONN
+
 // soExclusiveAddrUse is SO_EXCLUSIVEADDRUSE, defined by Winsock as
 // ~SO_REUSEADDR.
 const soExclusiveAddrUse = ^syscall.SO_REUSEADDR

@@ -14,7 +14,7 @@ var hostFacts = factsFor("darwin")
 var listenBacklog = sync.OnceValue(func() int {
 	n, err := unix.SysctlUint32("kern.ipc.somaxconn")
 	if err != nil || n == 0 {
-		return unix.SOMAXCONN
+		return defaultBacklog
 	}
 	return int(min(n, 1<<16-1))
 })

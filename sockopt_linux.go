@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // hostFacts are the facts of the OS this package runs on.
@@ -17,11 +15,11 @@ var hostFacts = factsFor("linux")
 var listenBacklog = sync.OnceValue(func() int {
 	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
 	if err != nil {
-		return unix.SOMAXCONN
+		return defaultBacklog
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || n <= 0 {
-		return unix.SOMAXCONN
+		return defaultBacklog
 	}
 	// Kernels before 4.1 keep the backlog in 16 bits.
 	return min(n, 1<<16-1)

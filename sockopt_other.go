@@ -2,13 +2,11 @@
 
 package dualstack
 
-import (
-	"runtime"
-	"syscall"
-)
+import "runtime"
 
 // hostFacts are the facts of the OS this package runs on.
 var hostFacts = factsFor(runtime.GOOS)
 
-// listenBacklog returns the backlog passed to listen(2).
-func listenBacklog() int { return syscall.SOMAXCONN }
+// listenBacklog returns the backlog passed to listen(2): SOMAXCONN, which
+// the BSDs and illumos also cap the backlog at unless tuned.
+func listenBacklog() int { return defaultBacklog }
