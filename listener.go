@@ -5,10 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -147,7 +144,11 @@ func (lc *ListenConfig) listen(ctx context.Context, sys system, network, address
 		}
 		lns = append(lns, ln)
 	}
-	return newListener(lns, p.mode(), keepAliveFor(lc)), nil
+	l, err := newListener(sys, lns, p.mode(), keepAliveFor(lc))
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: lns[0].Addr(), Err: err}
+	}
+	return l, nil
 }
 
 func (lc *ListenConfig) binder(sys system) *binder {
@@ -185,20 +186,28 @@ type Listener struct {
 	addrs []net.Addr
 	mode  Mode
 	ka    keepAlive
-	m     *merged // nil with one socket
+	m     acceptor // nil with one socket
 }
 
 var _ net.Listener = (*Listener)(nil)
 
-func newListener(lns []*net.TCPListener, mode Mode, ka keepAlive) *Listener {
+// newListener makes a listener of lns. On error it closes them.
+func newListener(sys system, lns []*net.TCPListener, mode Mode, ka keepAlive) (*Listener, error) {
 	l := &Listener{lns: lns, mode: mode, ka: ka}
 	for _, ln := range lns {
 		l.addrs = append(l.addrs, ln.Addr())
 	}
 	if len(lns) > 1 {
-		l.m = newMerged(lns, l.addrs[0])
+		m, err := sys.merge(lns, l.addrs[0])
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return nil, err
+		}
+		l.m = m
 	}
-	return l
+	return l, nil
 }
 
 // Accept waits for and returns the next connection, from whichever socket
@@ -255,176 +264,6 @@ func (l *Listener) SetDeadline(t time.Time) error {
 		return l.m.setDeadline(t)
 	}
 	return l.lns[0].SetDeadline(t)
-}
-
-// merged accepts on several sockets at once: one goroutine a socket hands
-// connections over an unbuffered channel, so each holds at most one
-// connection that Accept has not taken, and goroutines blocked in a send
-// are served in turn.
-type merged struct {
-	lns   []*net.TCPListener
-	addr  net.Addr // for errors
-	conns chan accepted
-	done  chan struct{} // closed by close
-	dl    deadline
-
-	started atomic.Bool
-	mu      sync.Mutex // guards closed and the start of the goroutines
-	closed  bool
-	wg      sync.WaitGroup
-}
-
-type accepted struct {
-	c   *net.TCPConn
-	err error
-}
-
-func newMerged(lns []*net.TCPListener, addr net.Addr) *merged {
-	return &merged{
-		lns:   lns,
-		addr:  addr,
-		conns: make(chan accepted),
-		done:  make(chan struct{}),
-		dl:    deadline{c: make(chan struct{})},
-	}
-}
-
-func (m *merged) accept() (*net.TCPConn, error) {
-	expired := m.dl.wait()
-	// A closed listener or a passed deadline wins over a waiting
-	// connection, as on a net.TCPListener.
-	select {
-	case <-m.done:
-		return nil, m.opError("accept", net.ErrClosed)
-	case <-expired:
-		return nil, m.opError("accept", os.ErrDeadlineExceeded)
-	default:
-	}
-	if !m.started.Load() {
-		m.start()
-	}
-	select {
-	case a := <-m.conns:
-		return a.c, a.err
-	case <-m.done:
-		return nil, m.opError("accept", net.ErrClosed)
-	case <-expired:
-		return nil, m.opError("accept", os.ErrDeadlineExceeded)
-	}
-}
-
-// start starts the accepting goroutines on the first Accept, so that a
-// listener that is never accepted on takes no connection from the kernel.
-func (m *merged) start() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.started.Load() || m.closed {
-		return
-	}
-	m.wg.Add(len(m.lns))
-	for _, ln := range m.lns {
-		go m.run(ln)
-	}
-	m.started.Store(true)
-}
-
-func (m *merged) run(ln *net.TCPListener) {
-	defer m.wg.Done()
-	for {
-		c, err := ln.AcceptTCP()
-		if errors.Is(err, net.ErrClosed) {
-			return
-		}
-		select {
-		case m.conns <- accepted{c, err}:
-		case <-m.done:
-			if c != nil {
-				c.Close()
-			}
-			return
-		}
-	}
-}
-
-func (m *merged) close() error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return m.opError("close", net.ErrClosed)
-	}
-	m.closed = true
-	m.mu.Unlock()
-	close(m.done)
-	var first error
-	for _, ln := range m.lns {
-		if err := ln.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	m.wg.Wait()
-	return first
-}
-
-func (m *merged) setDeadline(t time.Time) error {
-	select {
-	case <-m.done:
-		return m.opError("set", net.ErrClosed)
-	default:
-	}
-	m.dl.set(t)
-	return nil
-}
-
-func (m *merged) opError(op string, err error) error {
-	return &net.OpError{Op: op, Net: "tcp", Addr: m.addr, Err: err}
-}
-
-// deadline is a deadline that can be moved, and wakes whoever waits on it
-// when it passes.
-type deadline struct {
-	mu    sync.Mutex
-	timer *time.Timer
-	c     chan struct{} // closed once the deadline has passed
-}
-
-// wait returns a channel that is closed when the deadline passes.
-func (d *deadline) wait() <-chan struct{} {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.c
-}
-
-// set moves the deadline to t; the zero time removes it.
-func (d *deadline) set(t time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.timer != nil && !d.timer.Stop() {
-		<-d.c // the timer has fired: wait until it has closed c
-	}
-	d.timer = nil
-	passed := isClosed(d.c)
-	if !t.IsZero() && !time.Now().Before(t) {
-		if !passed {
-			close(d.c)
-		}
-		return
-	}
-	if passed {
-		d.c = make(chan struct{})
-	}
-	if !t.IsZero() {
-		c := d.c
-		d.timer = time.AfterFunc(time.Until(t), func() { close(c) })
-	}
-}
-
-func isClosed(c chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
 }
 
 // keepAlive is the keep-alive setting that Accept applies to a connection

@@ -15,12 +15,14 @@ type system struct {
 	api    socketAPI
 	facts  osFacts
 	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
+	merge  func(lns []*net.TCPListener, addr net.Addr) (acceptor, error)
 }
 
 var hostSystem = system{
 	api:    hostSockets,
 	facts:  hostFacts,
 	lookup: net.DefaultResolver.LookupNetIP,
+	merge:  newAcceptor,
 }
 
 var (

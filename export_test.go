@@ -1,0 +1,21 @@
+package dualstack
+
+import (
+	"context"
+	"net/netip"
+)
+
+// ListenResolving is lc.Listen with lookup in place of the DNS resolver.
+func ListenResolving(ctx context.Context, lc *ListenConfig, lookup func(ctx context.Context, network, host string) ([]netip.Addr, error), network, address string) (*Listener, error) {
+	sys := hostSystem
+	sys.lookup = lookup
+	return lc.listen(ctx, sys, network, address)
+}
+
+// ListenPortableAccept is lc.Listen with the portable acceptor, used where
+// the OS offers no better, in place of the host's.
+func ListenPortableAccept(lc *ListenConfig, ctx context.Context, network, address string) (*Listener, error) {
+	sys := hostSystem
+	sys.merge = newChanAcceptor
+	return lc.listen(ctx, sys, network, address)
+}

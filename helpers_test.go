@@ -1,0 +1,162 @@
+package dualstack_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dualstack-go/dualstack"
+	"github.com/stretchr/testify/require"
+)
+
+// ioTimeout bounds every blocking step of a test.
+const ioTimeout = 5 * time.Second
+
+// tokenServer answers each connection of a listener with a secret of its
+// own, so that a client can tell this listener from another process on the
+// same port.
+type tokenServer struct {
+	secret string
+	done   chan struct{}
+}
+
+// serveTokens serves ln until the test ends, then closes it.
+func serveTokens(t testing.TB, ln net.Listener) *tokenServer {
+	ts := &tokenServer{secret: rand.Text(), done: make(chan struct{})}
+	go ts.serve(ln)
+	t.Cleanup(func() {
+		ln.Close()
+		<-ts.done
+	})
+	return ts
+}
+
+func (ts *tokenServer) serve(ln net.Listener) {
+	defer close(ts.done)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) && !ne.Timeout() {
+				continue // a temporary error: keep accepting
+			}
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(ioTimeout))
+			token, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "%s %s %s\n", ts.secret, strings.TrimSpace(token), c.RemoteAddr())
+		}()
+	}
+}
+
+// exchange dials address, sends a fresh token and returns the peer address
+// the server saw. It fails unless the answer carries this server's secret
+// and the token.
+func (ts *tokenServer) exchange(network, address string) (peer string, err error) {
+	c, err := net.DialTimeout(network, address, ioTimeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(ioTimeout))
+	token := rand.Text()
+	if _, err := fmt.Fprintf(c, "%s\n", token); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("no answer from %s: %w", address, err)
+	}
+	f := strings.Fields(line)
+	if len(f) != 3 || f[0] != ts.secret || f[1] != token {
+		return "", fmt.Errorf("%s answered %q: not this listener", address, line)
+	}
+	return f[2], nil
+}
+
+// reaches reports whether a token exchange with ts over address succeeds.
+func (ts *tokenServer) reaches(network, address string) bool {
+	_, err := ts.exchange(network, address)
+	return err == nil
+}
+
+// acceptImpls are the ways a listener on several sockets accepts: the
+// host's (epoll on Linux) and the portable one that other systems use.
+var acceptImpls = []struct {
+	name   string
+	listen func(*dualstack.ListenConfig, context.Context, string, string) (*dualstack.Listener, error)
+}{
+	{"host", (*dualstack.ListenConfig).Listen},
+	{"portable", dualstack.ListenPortableAccept},
+}
+
+// openFDs counts the descriptors this process has open.
+func openFDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(ents)
+}
+
+// requireNoFDLeak fails the test if descriptors stay open that were not
+// open at the call; it gives closing goroutines a moment.
+func requireNoFDLeak(t testing.TB) func() {
+	t.Helper()
+	before := openFDs(t)
+	return func() {
+		t.Helper()
+		require.Eventually(t, func() bool { return openFDs(t) <= before },
+			ioTimeout, 10*time.Millisecond, "descriptors left open (was %d)", before)
+	}
+}
+
+// listenerGoroutines counts the goroutines running this package's accept
+// loops.
+func listenerGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	return strings.Count(string(buf), "dualstack.(*chanAcceptor).run")
+}
+
+// portOf returns the port of a TCP or UDP address.
+func portOf(t testing.TB, a net.Addr) int {
+	t.Helper()
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.Port
+	case *net.UDPAddr:
+		return a.Port
+	}
+	t.Fatalf("not a TCP or UDP address: %T %v", a, a)
+	return 0
+}
+
+// hostPort joins host with the listener's port.
+func hostPort(t testing.TB, host string, a net.Addr) string {
+	return net.JoinHostPort(host, fmt.Sprint(portOf(t, a)))
+}

@@ -1,0 +1,164 @@
+package dualstack
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// newAcceptor makes the acceptor of a listener on several sockets.
+var newAcceptor = newEpollAcceptor
+
+// epollAcceptor accepts on several sockets in the caller's goroutine. The
+// sockets are registered, level-triggered, with an epoll descriptor that is
+// itself registered with the runtime's poller: Accept asks it which sockets
+// have connections waiting, or parks until one does, and accepts from the
+// first ready socket after the one it served last. One Accept runs at a
+// time, so a socket found ready still has its connection when accepted.
+type epollAcceptor struct {
+	lns  []*net.TCPListener
+	addr net.Addr // for errors
+	ep   *os.File // the epoll descriptor
+	rc   syscall.RawConn
+
+	mu   sync.Mutex // serializes accepts; guards evs and next
+	evs  []unix.EpollEvent
+	next int
+
+	closed atomic.Bool
+}
+
+func newEpollAcceptor(lns []*net.TCPListener, addr net.Addr) (acceptor, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	for i, ln := range lns {
+		if err := epollAdd(epfd, ln, i); err != nil {
+			unix.Close(epfd)
+			return nil, err
+		}
+	}
+	// Non-blocking, so that os.NewFile registers it with the poller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("setnonblock", err)
+	}
+	ep := os.NewFile(uintptr(epfd), "dualstack-epoll")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		return nil, err
+	}
+	return &epollAcceptor{lns: lns, addr: addr, ep: ep, rc: rc, evs: make([]unix.EpollEvent, len(lns))}, nil
+}
+
+// epollAdd registers the socket of ln with epfd under the index i.
+func epollAdd(epfd int, ln *net.TCPListener, i int) error {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cerr error
+	err = rc.Control(func(fd uintptr) {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(i)}
+		cerr = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	})
+	if err != nil {
+		return err
+	}
+	if cerr != nil {
+		return os.NewSyscallError("epoll_ctl", cerr)
+	}
+	return nil
+}
+
+func (m *epollAcceptor) accept() (*net.TCPConn, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return nil, m.opError("accept", net.ErrClosed)
+	}
+	var (
+		n    int
+		werr error
+	)
+	// Read checks the deadline, calls the function, and parks until the
+	// epoll descriptor is readable for as long as it returns false.
+	err := m.rc.Read(func(fd uintptr) bool {
+		for {
+			n, werr = unix.EpollWait(int(fd), m.evs, 0)
+			if werr != unix.EINTR {
+				return n > 0 || werr != nil
+			}
+		}
+	})
+	switch {
+	case m.closed.Load():
+		return nil, m.opError("accept", net.ErrClosed)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, m.opError("accept", os.ErrDeadlineExceeded)
+	case err != nil:
+		return nil, m.opError("accept", err)
+	case werr != nil:
+		return nil, m.opError("accept", os.NewSyscallError("epoll_wait", werr))
+	}
+	k := m.pick(m.evs[:n])
+	m.next = (k + 1) % len(m.lns)
+	return m.lns[k].AcceptTCP()
+}
+
+// pick returns the index of the first ready socket at or after m.next, in
+// circular order.
+func (m *epollAcceptor) pick(ready []unix.EpollEvent) int {
+	best, bestDist := 0, len(m.lns)
+	for _, ev := range ready {
+		k := int(ev.Fd)
+		dist := (k - m.next + len(m.lns)) % len(m.lns)
+		if dist < bestDist {
+			best, bestDist = k, dist
+		}
+	}
+	return best
+}
+
+func (m *epollAcceptor) close() error {
+	if m.closed.Swap(true) {
+		return m.opError("close", net.ErrClosed)
+	}
+	// Closing the epoll descriptor wakes a parked Accept; closing the
+	// sockets wakes one that is past the wait.
+	m.ep.Close()
+	var first error
+	for _, ln := range m.lns {
+		if err := ln.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (m *epollAcceptor) setDeadline(t time.Time) error {
+	if m.closed.Load() {
+		return m.opError("set", net.ErrClosed)
+	}
+	if err := m.ep.SetReadDeadline(t); err != nil {
+		return m.opError("set", err)
+	}
+	for _, ln := range m.lns {
+		if err := ln.SetDeadline(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *epollAcceptor) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: "tcp", Addr: m.addr, Err: err}
+}
