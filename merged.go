@@ -245,4 +245,3 @@ func isClosed(c chan struct{}) bool {
 		return false
 	}
 }
-
