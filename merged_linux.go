@@ -27,9 +27,12 @@ type epollAcceptor struct {
 	ep   *os.File // the epoll descriptor
 	rc   syscall.RawConn
 
-	mu   sync.Mutex // serializes accepts; guards evs and next
-	evs  []unix.EpollEvent
-	next int
+	mu    sync.Mutex // serializes accepts; guards the fields below
+	evs   []unix.EpollEvent
+	n     int   // events in evs
+	werr  error // error of epoll_wait
+	next  int   // the socket to look at first
+	ready func(fd uintptr) bool
 
 	closed atomic.Bool
 }
@@ -56,7 +59,9 @@ func newEpollAcceptor(lns []*net.TCPListener, addr net.Addr) (acceptor, error) {
 		ep.Close()
 		return nil, err
 	}
-	return &epollAcceptor{lns: lns, addr: addr, ep: ep, rc: rc, evs: make([]unix.EpollEvent, len(lns))}, nil
+	m := &epollAcceptor{lns: lns, addr: addr, ep: ep, rc: rc, evs: make([]unix.EpollEvent, len(lns))}
+	m.ready = m.poll // made once: a method value allocates
+	return m, nil
 }
 
 // epollAdd registers the socket of ln with epfd under the index i.
@@ -85,20 +90,9 @@ func (m *epollAcceptor) accept() (*net.TCPConn, error) {
 	if m.closed.Load() {
 		return nil, m.opError("accept", net.ErrClosed)
 	}
-	var (
-		n    int
-		werr error
-	)
-	// Read checks the deadline, calls the function, and parks until the
-	// epoll descriptor is readable for as long as it returns false.
-	err := m.rc.Read(func(fd uintptr) bool {
-		for {
-			n, werr = unix.EpollWait(int(fd), m.evs, 0)
-			if werr != unix.EINTR {
-				return n > 0 || werr != nil
-			}
-		}
-	})
+	// Read checks the deadline, calls poll, and parks until the epoll
+	// descriptor is readable for as long as poll returns false.
+	err := m.rc.Read(m.ready)
 	switch {
 	case m.closed.Load():
 		return nil, m.opError("accept", net.ErrClosed)
@@ -106,12 +100,23 @@ func (m *epollAcceptor) accept() (*net.TCPConn, error) {
 		return nil, m.opError("accept", os.ErrDeadlineExceeded)
 	case err != nil:
 		return nil, m.opError("accept", err)
-	case werr != nil:
-		return nil, m.opError("accept", os.NewSyscallError("epoll_wait", werr))
+	case m.werr != nil:
+		return nil, m.opError("accept", os.NewSyscallError("epoll_wait", m.werr))
 	}
-	k := m.pick(m.evs[:n])
+	k := m.pick(m.evs[:m.n])
 	m.next = (k + 1) % len(m.lns)
 	return m.lns[k].AcceptTCP()
+}
+
+// poll asks the epoll descriptor, without waiting, which sockets have
+// connections, and reports whether Accept can go on.
+func (m *epollAcceptor) poll(fd uintptr) bool {
+	for {
+		m.n, m.werr = unix.EpollWait(int(fd), m.evs, 0)
+		if m.werr != unix.EINTR {
+			return m.n > 0 || m.werr != nil
+		}
+	}
 }
 
 // pick returns the index of the first ready socket at or after m.next, in
