@@ -136,15 +136,15 @@ func factsFor(goos string) osFacts {
 	case "darwin", "ios", "freebsd":
 		return osFacts{goos: goos, single: singleHeldProbe, reuseAddr: true}
 	case "openbsd", "dragonfly":
-		return osFacts{goos: goos, reuseAddr: true,
+		return osFacts{goos: goos, reuseAddr: true, single: singleNone,
 			singleWhy: "the kernel does not let IPV6_V6ONLY be cleared"}
 	case "windows":
-		return osFacts{goos: goos, exclusive: true,
+		return osFacts{goos: goos, exclusive: true, single: singleNone,
 			singleWhy: "no safe way to bind a dual-stack socket has been verified there; use Separate"}
 	}
 	// NetBSD, illumos and the rest: Separate with the AF_INET socket bound
 	// first is safe wherever the kernel checks an explicit IPv6 bind
 	// against IPv6 holders, which every kernel does.
-	return osFacts{goos: goos, reuseAddr: true,
+	return osFacts{goos: goos, reuseAddr: true, single: singleNone,
 		singleWhy: "no safe way to bind a dual-stack socket has been verified there; use Separate"}
 }
