@@ -36,3 +36,28 @@
 // A specific address (127.0.0.1, ::1, a host name's addresses) always gets a
 // socket of its own family; the mode only decides how a wildcard is served.
 package dualstack
+
+// BUG(dualstack): Single mode is an error on OpenBSD and DragonFly, whose
+// kernels do not let IPV6_V6ONLY be cleared, and on NetBSD, illumos and
+// Windows, where no safe way to bind a dual-stack socket has been verified.
+// Auto never picks Single.
+
+// BUG(dualstack): Windows is compiled for but untested. There each socket is
+// bound and listening in one step (through net.ListenConfig, whose sockets
+// the Windows poller needs), so the IPv4 socket listens before the IPv6
+// one is bound; if that bind fails, a connection that arrived in between is
+// reset.
+
+// BUG(dualstack): No kernel stops a later process from binding a more
+// specific address on the port of a listener, such as 127.0.0.1:P next to
+// 0.0.0.0:P, where its kernel allows that with SO_REUSEADDR or
+// SO_REUSEPORT; it then takes that address's traffic. Likewise an explicit
+// port keeps SO_REUSEADDR, as net.Listen sets it, and where the kernel lets
+// that bind next to an existing more specific socket (macOS, the BSDs), the
+// existing socket keeps its traffic. Ephemeral ports never get SO_REUSEADDR.
+
+// BUG(dualstack): Off Linux, Separate mode's Accept takes connections from
+// a goroutine a socket. Under a tight Accept loop the order between the
+// families follows the Go scheduler, which may serve one socket alone for up
+// to a scheduling time slice; on Linux Accept serves ready sockets strictly
+// in turn.
