@@ -2,10 +2,15 @@ package dualstack_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"log"
+	"log/slog"
 	"net"
+	"net/netip"
+	"os"
 	"strconv"
+	"strings"
 
 	"github.com/dualstack-go/dualstack"
 )
@@ -48,4 +53,81 @@ func ExampleListen() {
 	// hello, IPv4 client
 	// hello, IPv6 client
 	// Separate mode, 2 sockets on one port
+}
+
+// A peer that reached an IPv6 socket over IPv4 shows IPv4-mapped; Unmap
+// gives its IPv4 form.
+func ExampleUnmap() {
+	peer := &net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.1"), Port: 51000}
+	fmt.Println(peer.AddrPort(), "Is4:", peer.AddrPort().Addr().Is4())
+
+	fixed := dualstack.Unmap(peer).(*net.TCPAddr)
+	fmt.Println(fixed.AddrPort(), "Is4:", fixed.AddrPort().Addr().Is4())
+	// Output:
+	// [::ffff:192.0.2.1]:51000 Is4: false
+	// 192.0.2.1:51000 Is4: true
+}
+
+// A block list written in IPv4 does not match an IPv4-mapped peer, so the
+// peer gets through; an allow list would refuse a client it should admit.
+// AddrPortFrom normalizes the peer first.
+func ExampleAddrPortFrom() {
+	blocked := netip.MustParsePrefix("198.51.100.0/24")
+	peer := &net.TCPAddr{IP: net.ParseIP("::ffff:198.51.100.7"), Port: 40000}
+
+	fmt.Println("raw peer blocked:       ", blocked.Contains(peer.AddrPort().Addr()))
+	ap, ok := dualstack.AddrPortFrom(peer)
+	fmt.Println("normalized peer blocked:", ok && blocked.Contains(ap.Addr()))
+	// Output:
+	// raw peer blocked:        false
+	// normalized peer blocked: true
+}
+
+// In Single mode one IPv6 socket takes IPv4 clients too; the connections
+// Accept returns report them in IPv4 form, so log lines show 127.0.0.1,
+// not ::ffff:127.0.0.1.
+func ExampleListenConfig_single() {
+	lc := dualstack.ListenConfig{Mode: dualstack.Single}
+	ln, err := lc.Listen(context.Background(), "tcp", ":0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{} // no time, for a stable output
+			}
+			return a
+		},
+	}))
+
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	conn, err := ln.Accept()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	peer := conn.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
+	logger.Info("accepted", "client", peer, "is4", peer.Is4())
+	// Output:
+	// level=INFO msg=accepted client=127.0.0.1 is4=true
+}
+
+// UnmapString normalizes one address as text, as found in logs or in an
+// X-Forwarded-For header written by a proxy listening on a dual-stack
+// socket; anything else passes through as it is.
+func ExampleUnmapString() {
+	for _, hop := range strings.Split("::ffff:203.0.113.9, [::ffff:192.0.2.1]:443, 2001:db8::7, unknown", ",") {
+		fmt.Printf("%q\n", dualstack.UnmapString(strings.TrimSpace(hop)))
+	}
+	// Output:
+	// "203.0.113.9"
+	// "192.0.2.1:443"
+	// "2001:db8::7"
+	// "unknown"
 }

@@ -24,16 +24,25 @@ const (
 	// IPV6_V6ONLY=1, on the same port. Each family arrives on its own
 	// socket, so peers never show as IPv4-mapped addresses, and no
 	// socket of another process can take the IPv4 traffic of the port.
-	// Accept waits on both sockets.
+	// Accept waits on both sockets and returns the kernel's own
+	// *net.TCPConn.
+	//
+	// Choose Separate (or Auto) unless one socket matters more: it works
+	// on every OS, and its connections need no wrapping.
 	Separate
 
 	// Single binds one IPv6 socket with IPV6_V6ONLY=0, set explicitly
-	// whatever the OS default, so that it takes IPv4 clients as
-	// IPv4-mapped peers (::ffff:a.b.c.d). It needs no merging of two
-	// sockets, but it is not available on every OS (OpenBSD and
-	// DragonFly cannot clear IPV6_V6ONLY), and it serves only wildcard
-	// addresses: a specific address always gets a socket of its own
-	// family.
+	// whatever the OS default, so that it takes IPv4 clients too. The
+	// kernel hands those over IPv4-mapped (::ffff:a.b.c.d); Accept returns
+	// each connection as a [Conn] that reports them in IPv4 form, at the
+	// cost of an allocation each time an IPv4 peer's address is asked for.
+	// Code that type-asserts *net.TCPConn must use [Conn.NetConn] or the
+	// Conn's TCPConn field instead.
+	//
+	// Single is one socket, like net.Listen's, but it is not available on
+	// every OS (OpenBSD and DragonFly cannot clear IPV6_V6ONLY; see the
+	// BUG notes), and it serves only wildcard addresses: a specific
+	// address always gets a socket of its own family.
 	Single
 )
 
@@ -180,7 +189,8 @@ func listenError(network string, err error) error {
 }
 
 // Listener is a TCP listener on one port, on one or several sockets. It
-// implements [net.Listener]; accepted connections are *[net.TCPConn].
+// implements [net.Listener]. Accepted connections are *[net.TCPConn], or in
+// Single mode a [Conn] that reports IPv4 peers unmapped.
 type Listener struct {
 	lns   []*net.TCPListener
 	addrs []net.Addr
@@ -228,6 +238,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	l.ka.apply(c)
+	if l.mode == Single {
+		return Conn{c}, nil
+	}
 	return c, nil
 }
 
