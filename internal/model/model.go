@@ -1,0 +1,609 @@
+// Package model is an executable model of how operating system kernels
+// bind TCP sockets and deliver connections: which binds fail with
+// EADDRINUSE, which ports an ephemeral bind may land on, and which
+// listening socket a connection to an address and port reaches.
+//
+// It models Linux, macOS (XNU), FreeBSD, OpenBSD and Windows, each from its
+// source or documentation:
+//
+//   - Linux: net/ipv4/inet_connection_sock.c (inet_rcv_saddr_equal,
+//     inet_csk_bind_conflict, inet_csk_find_open_port) and the listener
+//     lookup's scoring, where an exact address beats a wildcard and an
+//     AF_INET wildcard beats a dual-stack one. A specific IPv6 bind is
+//     IPv6-only (inet6_bind). The model is checked against the running
+//     kernel by this package's tests.
+//   - macOS and FreeBSD: in_pcbbind, in6_pcbbind and in_pcb_lport_dest
+//     (bsd/netinet*/in*_pcb.c, sys/netinet*/in*_pcb.c): a best-fit lookup
+//     of the port's sockets, newest first, matching wildcards only when
+//     the binding socket has neither SO_REUSEADDR nor SO_REUSEPORT; a
+//     dual-stack bind is not refused by an AF_INET wildcard holder; the
+//     IPv6 port search of macOS sees only AF_INET6 sockets, FreeBSD's also
+//     asks the IPv4 lookup for a dual-stack socket. Delivery prefers an
+//     exact address, then an AF_INET wildcard, then a dual-stack socket.
+//   - OpenBSD: the same lookups, with no dual-stack sockets.
+//   - Windows: the table of "Sharing Transport Addresses" (WSK), for the
+//     default options, SO_REUSEADDR and SO_EXCLUSIVEADDRUSE, all sockets
+//     of one user; a dual-stack socket holds the wildcard of both
+//     families. Its ephemeral search is modelled as the worst case: any
+//     port that an explicit bind could take.
+//
+// Every socket belongs to one user; privileged ports and TIME_WAIT are not
+// modelled.
+package model
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"syscall"
+)
+
+// OS names a modelled kernel, as GOOS does.
+type OS string
+
+// The modelled kernels.
+const (
+	Linux   OS = "linux"
+	Darwin  OS = "darwin"
+	FreeBSD OS = "freebsd"
+	OpenBSD OS = "openbsd"
+	Windows OS = "windows"
+)
+
+// All lists the modelled kernels.
+var All = []OS{Linux, Darwin, FreeBSD, OpenBSD, Windows}
+
+// Family is an address family: 4 (AF_INET) or 6 (AF_INET6).
+type Family int
+
+// Options are the socket options that bear on binding.
+type Options struct {
+	V6Only    bool // IPV6_V6ONLY, AF_INET6 only
+	ReuseAddr bool // SO_REUSEADDR
+	ReusePort bool // SO_REUSEPORT
+	Exclusive bool // SO_EXCLUSIVEADDRUSE (Windows)
+}
+
+// Socket is a socket of the model.
+type Socket struct {
+	ID     int
+	Family Family
+	Opts   Options
+	Owner  string // who opened it, for reports
+
+	Addr      netip.Addr // valid once bound
+	Port      uint16
+	Bound     bool
+	Listening bool
+	Closed    bool
+}
+
+func (s *Socket) String() string {
+	v6only := ""
+	if s.Family == 6 && !s.dual() {
+		v6only = " v6only"
+	}
+	state := "unbound"
+	switch {
+	case s.Closed:
+		state = "closed"
+	case s.Listening:
+		state = "listening"
+	case s.Bound:
+		state = "bound"
+	}
+	return fmt.Sprintf("%s#%d[%s%s %v %s]", s.Owner, s.ID, netip.AddrPortFrom(s.Addr, s.Port), v6only, s.Opts, state)
+}
+
+// dual reports whether the socket takes IPv4 on an AF_INET6 wildcard.
+func (s *Socket) dual() bool {
+	return s.Family == 6 && !s.Opts.V6Only && s.Addr.IsUnspecified()
+}
+
+// Kernel is the state of one modelled kernel: its sockets and its range of
+// ephemeral ports.
+type Kernel struct {
+	OS      OS
+	Lo, Hi  uint16 // the ephemeral range, inclusive
+	rng     *rand.Rand
+	bound   []*Socket // bound sockets, newest first
+	buckets map[uint16]*bucket
+	nextID  int
+}
+
+// bucket is the state Linux keeps for a bound port (inet_bind_bucket)
+// besides its owners: the fast paths that let a bind skip the conflict
+// check.
+type bucket struct {
+	fastreuse     bool // every owner had SO_REUSEADDR and was not listening
+	fastreuseport int  // 0, fastReuseportAny or fastReuseportStrict
+	fast          Socket
+}
+
+const (
+	fastReuseportAny    = 1
+	fastReuseportStrict = 2
+)
+
+// New returns a kernel with no sockets. Ephemeral binds choose among the
+// ports they may take with rng.
+func New(os OS, lo, hi uint16, rng *rand.Rand) *Kernel {
+	return &Kernel{OS: os, Lo: lo, Hi: hi, rng: rng, buckets: map[uint16]*bucket{}}
+}
+
+// Open creates a socket. On OpenBSD every AF_INET6 socket is IPv6-only.
+func (k *Kernel) Open(f Family, o Options, owner string) *Socket {
+	if k.OS == OpenBSD && f == 6 {
+		o.V6Only = true
+	}
+	k.nextID++
+	return &Socket{ID: k.nextID, Family: f, Opts: o, Owner: owner}
+}
+
+// SetV6Only sets IPV6_V6ONLY before bind. OpenBSD refuses to clear it.
+func (k *Kernel) SetV6Only(s *Socket, on bool) error {
+	if k.OS == OpenBSD && !on {
+		return syscall.EINVAL
+	}
+	s.Opts.V6Only = on
+	return nil
+}
+
+// Bind binds s to a; port 0 picks an ephemeral port. It returns
+// EADDRINUSE (or EACCES, Windows) when the kernel would.
+func (k *Kernel) Bind(s *Socket, a netip.AddrPort) (uint16, error) {
+	if s.Bound || s.Closed {
+		return 0, syscall.EINVAL
+	}
+	addr := a.Addr()
+	if (s.Family == 4) != addr.Is4() {
+		return 0, syscall.EAFNOSUPPORT
+	}
+	if k.OS == Linux && s.Family == 6 && !addr.IsUnspecified() {
+		s.Opts.V6Only = true // inet6_bind: a specific address is IPv6-only
+	}
+	port := a.Port()
+	if port == 0 {
+		var err error
+		if port, err = k.ephemeral(s, addr); err != nil {
+			return 0, err
+		}
+	} else if err := k.check(s, addr, port); err != nil {
+		return 0, err
+	}
+	k.Place(s, addr, port)
+	return port, nil
+}
+
+// CanBind reports whether s could bind a explicitly now, without binding.
+func (k *Kernel) CanBind(s *Socket, a netip.AddrPort) error {
+	if k.OS == Linux && s.Family == 6 && !a.Addr().IsUnspecified() {
+		o := s.Opts
+		defer func() { s.Opts = o }()
+		s.Opts.V6Only = true
+	}
+	return k.check(s, a.Addr(), a.Port())
+}
+
+// EphemeralPorts returns every port an ephemeral bind of s to addr may
+// land on now.
+func (k *Kernel) EphemeralPorts(s *Socket, addr netip.Addr) []uint16 {
+	var ports []uint16
+	for p := int(k.Lo); p <= int(k.Hi); p++ {
+		if k.ephemeralOK(s, addr, uint16(p)) {
+			ports = append(ports, uint16(p))
+		}
+	}
+	return ports
+}
+
+func (k *Kernel) ephemeral(s *Socket, addr netip.Addr) (uint16, error) {
+	ports := k.EphemeralPorts(s, addr)
+	if len(ports) == 0 {
+		// Linux says EADDRINUSE; the BSDs EADDRNOTAVAIL. The binding
+		// algorithms treat both as "no port here".
+		if k.OS == Linux || k.OS == Windows {
+			return 0, syscall.EADDRINUSE
+		}
+		return 0, syscall.EADDRNOTAVAIL
+	}
+	return ports[k.rng.IntN(len(ports))], nil
+}
+
+// Listen starts listening. Linux checks the port again (inet_csk_listen_start).
+func (k *Kernel) Listen(s *Socket) error {
+	if !s.Bound || s.Closed {
+		return syscall.EINVAL
+	}
+	if k.OS == Linux {
+		// inet_csk_listen_start marks the socket listening, then takes the
+		// port again: a bound socket of SO_REUSEADDR may meet a conflict
+		// here that its bind did not.
+		s.Listening = true
+		if !k.linuxFastPath(s) {
+			for _, t := range k.bound {
+				if t != s && t.Port == s.Port && linuxOverlap(s, s.Addr, t) && linuxConflict(s, t) {
+					s.Listening = false
+					return syscall.EADDRINUSE
+				}
+			}
+		}
+		k.updateFastReuse(s)
+	}
+	s.Listening = true
+	return nil
+}
+
+// Close closes s.
+func (k *Kernel) Close(s *Socket) {
+	s.Closed, s.Listening = true, false
+	k.bound = slices.DeleteFunc(k.bound, func(t *Socket) bool { return t == s })
+	if !slices.ContainsFunc(k.bound, func(t *Socket) bool { return t.Port == s.Port }) {
+		delete(k.buckets, s.Port)
+	}
+}
+
+// Sockets returns the bound sockets, newest first.
+func (k *Kernel) Sockets() []*Socket { return slices.Clone(k.bound) }
+
+// Place records s as bound to addr:port without any check. Tests use it to
+// follow a real kernel's choice of an ephemeral port.
+func (k *Kernel) Place(s *Socket, addr netip.Addr, port uint16) {
+	if k.OS == Linux && s.Family == 6 && !addr.IsUnspecified() {
+		s.Opts.V6Only = true
+	}
+	s.Addr, s.Port, s.Bound = addr, port, true
+	if k.OS == Linux {
+		k.updateFastReuse(s)
+	}
+	k.bound = slices.Insert(k.bound, 0, s)
+}
+
+// Deliver returns the listening sockets that a connection to dst may reach:
+// one, or several that share the best match (SO_REUSEPORT groups), or
+// none.
+func (k *Kernel) Deliver(dst netip.AddrPort) []*Socket {
+	best, bestScore := []*Socket(nil), 0
+	for _, s := range k.bound {
+		if !s.Listening || s.Port != dst.Port() {
+			continue
+		}
+		score := k.score(s, dst.Addr())
+		switch {
+		case score > bestScore:
+			best, bestScore = []*Socket{s}, score
+		case score == bestScore && score > 0:
+			best = append(best, s)
+		}
+	}
+	if k.OS != Linux && len(best) > 1 {
+		// The BSDs and Windows take the first socket of the list.
+		best = best[:1]
+	}
+	return best
+}
+
+// score ranks how well a listening socket matches a destination address:
+// 0 no match, then wildcard of another family (dual-stack), wildcard of
+// the same family, exact address.
+func (k *Kernel) score(s *Socket, dst netip.Addr) int {
+	if dst.Is4() {
+		switch {
+		case s.Family == 4 && s.Addr == dst:
+			return 3
+		case s.Family == 4 && s.Addr.IsUnspecified():
+			return 2
+		case s.dual():
+			return 1
+		}
+		return 0
+	}
+	switch {
+	case s.Family == 6 && s.Addr == dst:
+		return 3
+	case s.Family == 6 && s.Addr.IsUnspecified():
+		return 2
+	}
+	return 0
+}
+
+// check decides an explicit bind of s to addr:port.
+func (k *Kernel) check(s *Socket, addr netip.Addr, port uint16) error {
+	switch k.OS {
+	case Linux:
+		probe := *s
+		probe.Addr, probe.Port = addr, port
+		if k.linuxFastPath(&probe) {
+			return nil
+		}
+		for _, t := range k.bound {
+			if t.Port == port && linuxOverlap(s, addr, t) && linuxConflict(s, t) {
+				return syscall.EADDRINUSE
+			}
+		}
+		return nil
+	case Windows:
+		return k.windowsCheck(s, addr, port)
+	}
+	return k.bsdCheck(s, addr, port)
+}
+
+// linuxFastPath reports whether inet_csk_get_port lets s take its port
+// without the conflict check: the port's owners all had SO_REUSEADDR and s
+// has it and is not listening, or the bucket's SO_REUSEPORT fast path
+// matches s. The second compares s with the one socket the bucket
+// recorded only, so it can pass a socket that conflicts with another
+// owner.
+func (k *Kernel) linuxFastPath(s *Socket) bool {
+	b := k.buckets[s.Port]
+	if b == nil {
+		return false
+	}
+	if b.fastreuse && s.Opts.ReuseAddr && !s.Listening {
+		return true
+	}
+	return reuseportMatch(b, s)
+}
+
+// reuseportMatch is sk_reuseport_match.
+func reuseportMatch(b *bucket, s *Socket) bool {
+	if b.fastreuseport == 0 || !s.Opts.ReusePort {
+		return false
+	}
+	if b.fastreuseport == fastReuseportAny {
+		return true
+	}
+	f := &b.fast
+	sOnly := s.Family == 6 && s.Opts.V6Only
+	if f.Family == 6 {
+		// ipv6_rcv_saddr_equal(fast, s), the fast address matching as a
+		// wildcard, s's not.
+		sMapped := s.Family == 4
+		switch {
+		case f.Addr.IsUnspecified() && s.Family == 6 && s.Addr.IsUnspecified():
+			return true
+		case f.Addr.IsUnspecified() && !(f.Opts.V6Only && sMapped):
+			return true
+		}
+		return s.Family == 6 && f.Addr == s.Addr
+	}
+	// ipv4_rcv_saddr_equal(fast, s): an AF_INET6 socket's IPv4 address is
+	// 0.0.0.0 for [::] and none for a specific address, which is IPv6-only.
+	if sOnly {
+		return false
+	}
+	sv4 := s.Addr
+	if s.Family == 6 {
+		sv4 = netip.IPv4Unspecified()
+	}
+	return sv4 == f.Addr || f.Addr.IsUnspecified()
+}
+
+// updateFastReuse is inet_csk_update_fastreuse, after s took its port.
+func (k *Kernel) updateFastReuse(s *Socket) {
+	reuse := s.Opts.ReuseAddr && !s.Listening
+	b := k.buckets[s.Port]
+	owned := slices.ContainsFunc(k.bound, func(t *Socket) bool { return t.Port == s.Port })
+	if b == nil || !owned {
+		b = &bucket{fastreuse: reuse}
+		if s.Opts.ReusePort {
+			b.fastreuseport, b.fast = fastReuseportAny, *s
+		}
+		k.buckets[s.Port] = b
+		return
+	}
+	if !reuse {
+		b.fastreuse = false
+	}
+	switch {
+	case !s.Opts.ReusePort:
+		b.fastreuseport = 0
+	case !reuseportMatch(b, s):
+		b.fastreuseport, b.fast = fastReuseportStrict, *s
+	}
+}
+
+func (k *Kernel) ephemeralOK(s *Socket, addr netip.Addr, port uint16) bool {
+	switch k.OS {
+	case Linux:
+		// inet_csk_find_open_port: any overlapping owner rules a port out,
+		// whatever the options (relax is false; autobind_reuse is off).
+		for _, t := range k.bound {
+			if t.Port == port && linuxOverlap(s, addr, t) {
+				return false
+			}
+		}
+		return true
+	case Windows:
+		return k.windowsCheck(s, addr, port) == nil
+	}
+	wild := !s.Opts.ReuseAddr && !s.Opts.ReusePort
+	if s.Family == 4 {
+		return k.bsdLookup(4, addr, port, wild) == nil
+	}
+	if k.bsdLookup(6, addr, port, wild) != nil {
+		return false
+	}
+	// FreeBSD's in_pcb_lport_dest asks the IPv4 lookup too for a
+	// dual-stack socket; macOS's IPv6 search sees AF_INET6 sockets only.
+	if k.OS == FreeBSD && !s.Opts.V6Only && addr.IsUnspecified() {
+		return k.bsdLookup(4, netip.IPv4Unspecified(), port, wild) == nil
+	}
+	return true
+}
+
+// linuxOverlap is inet_rcv_saddr_equal with wildcards matching: whether
+// s, binding addr, and the bound t claim common addresses.
+func linuxOverlap(s *Socket, addr netip.Addr, t *Socket) bool {
+	sOnly := s.Family == 6 && (s.Opts.V6Only || !addr.IsUnspecified())
+	tOnly := t.Family == 6 && t.Opts.V6Only
+	switch {
+	case s.Family == 4 && t.Family == 4:
+		return addr == t.Addr || addr.IsUnspecified() || t.Addr.IsUnspecified()
+	case s.Family == 4: // t is AF_INET6
+		return !tOnly && t.Addr.IsUnspecified()
+	case t.Family == 4: // s is AF_INET6
+		return addr.IsUnspecified() && !sOnly
+	}
+	return addr.IsUnspecified() || t.Addr.IsUnspecified() || addr == t.Addr
+}
+
+// linuxConflict is inet_csk_bind_conflict for one overlapping owner t of
+// the port, for an explicit bind or a listen (relax and reuseport_ok).
+func linuxConflict(s, t *Socket) bool {
+	if s.Opts.ReuseAddr && t.Opts.ReuseAddr && !t.Listening {
+		return false
+	}
+	return !(s.Opts.ReusePort && t.Opts.ReusePort)
+}
+
+// bsdSees reports whether the BSD lookup of family f sees s.
+func bsdSees(s *Socket, f Family) bool {
+	if f == 6 {
+		return s.Family == 6
+	}
+	return s.Family == 4 || s.dual()
+}
+
+// bsdAddr is the socket's local address as the lookup of family f reads it.
+func bsdAddr(s *Socket, f Family) netip.Addr {
+	if f == 4 && s.Family == 6 {
+		return netip.IPv4Unspecified() // the IPv4 part of [::]
+	}
+	return s.Addr
+}
+
+// bsdLookup is in_pcblookup_local (f 4) or in6_pcblookup_local (f 6): with
+// wild, the best fit among the port's sockets, fewest wildcards first, the
+// newest on a tie; without, the newest with exactly that address.
+func (k *Kernel) bsdLookup(f Family, addr netip.Addr, port uint16, wild bool) *Socket {
+	var match *Socket
+	matchWild := 3
+	for _, t := range k.bound {
+		if t.Port != port || !bsdSees(t, f) {
+			continue
+		}
+		taddr := bsdAddr(t, f)
+		if !wild {
+			if taddr == addr {
+				return t
+			}
+			continue
+		}
+		n := 0
+		switch {
+		case !taddr.IsUnspecified() && addr.IsUnspecified():
+			n++
+		case !taddr.IsUnspecified() && taddr != addr:
+			continue
+		case taddr.IsUnspecified() && !addr.IsUnspecified():
+			n++
+		}
+		if n < matchWild {
+			match, matchWild = t, n
+			if n == 0 {
+				break
+			}
+		}
+	}
+	return match
+}
+
+// bsdCheck is in_pcbbind (AF_INET) and in6_pcbbind (AF_INET6) for one
+// user's sockets.
+func (k *Kernel) bsdCheck(s *Socket, addr netip.Addr, port uint16) error {
+	wild := !s.Opts.ReuseAddr && !s.Opts.ReusePort
+	bothReusePort := func(t *Socket) bool { return s.Opts.ReusePort && t.Opts.ReusePort }
+	if s.Family == 4 {
+		if t := k.bsdLookup(4, addr, port, wild); t != nil && !bothReusePort(t) {
+			return syscall.EADDRINUSE
+		}
+		return nil
+	}
+	if t := k.bsdLookup(6, addr, port, wild); t != nil && !bothReusePort(t) {
+		return syscall.EADDRINUSE
+	}
+	if k.OS != OpenBSD && !s.Opts.V6Only && addr.IsUnspecified() {
+		// A dual-stack bind is refused by an IPv4 holder unless that is an
+		// AF_INET wildcard, which keeps its IPv4 traffic.
+		t := k.bsdLookup(4, netip.IPv4Unspecified(), port, wild)
+		if t != nil && !bothReusePort(t) && (!bsdAddr(t, 4).IsUnspecified() || t.Family == 6) {
+			return syscall.EADDRINUSE
+		}
+	}
+	return nil
+}
+
+// windowsFootprint is what a socket holds: a dual-stack socket holds the
+// wildcard of both families.
+func windowsFootprint(s *Socket, addr netip.Addr) map[Family]netip.Addr {
+	fp := map[Family]netip.Addr{s.Family: addr}
+	if s.Family == 6 && !s.Opts.V6Only && addr.IsUnspecified() {
+		fp[4] = netip.IPv4Unspecified()
+	}
+	return fp
+}
+
+// windowsCheck applies the WSK table to every pair of overlapping claims.
+func (k *Kernel) windowsCheck(s *Socket, addr netip.Addr, port uint16) error {
+	mine := windowsFootprint(s, addr)
+	for _, t := range k.bound {
+		if t.Port != port {
+			continue
+		}
+		for f, theirs := range windowsFootprint(t, t.Addr) {
+			a, ok := mine[f]
+			if !ok || (!a.IsUnspecified() && !theirs.IsUnspecified() && a != theirs) {
+				continue
+			}
+			if err := windowsTable(s.Opts, a.IsUnspecified(), t.Opts, theirs.IsUnspecified()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// windowsTable is the result of a second bind against a first on
+// overlapping addresses, "Sharing Transport Addresses" (WSK). CHECK, the
+// security check, passes: every socket here has one owner.
+func windowsTable(second Options, secondWild bool, first Options, firstWild bool) error {
+	const ok, inuse, denied = 0, 1, 2
+	col := 0 // first: default
+	switch {
+	case first.Exclusive:
+		col = 4
+	case first.ReuseAddr:
+		col = 2
+	}
+	if !firstWild {
+		col++
+	}
+	row := 0 // second: default
+	switch {
+	case second.Exclusive:
+		row = 4
+	case second.ReuseAddr:
+		row = 2
+	}
+	if !secondWild {
+		row++
+	}
+	table := [6][6]int{
+		// first: default W, S; SO_REUSEADDR W, S; SO_EXCLUSIVEADDRUSE W, S
+		{inuse, ok, inuse, ok, inuse, ok},          // second default, wildcard
+		{ok, inuse, ok, denied, denied, inuse},     // second default, specific
+		{denied, ok, ok, ok, denied, ok},           // second SO_REUSEADDR, wildcard
+		{ok, denied, ok, ok, denied, denied},       // second SO_REUSEADDR, specific
+		{inuse, inuse, inuse, inuse, inuse, inuse}, // second SO_EXCLUSIVEADDRUSE, wildcard
+		{ok, inuse, ok, inuse, denied, inuse},      // second SO_EXCLUSIVEADDRUSE, specific
+	}
+	switch table[row][col] {
+	case inuse:
+		return syscall.EADDRINUSE
+	case denied:
+		return syscall.EACCES
+	}
+	return nil
+}
