@@ -151,7 +151,7 @@ func (b *binder) retry(p plan) (bound, error) {
 	}
 	for n := 1; ; n++ {
 		r, err := try(p)
-		if err == nil || p.port != 0 || !addrInUse(err) {
+		if err == nil || p.port != 0 || !b.portTaken(err) {
 			return r, err
 		}
 		if n >= b.attempts {
@@ -162,6 +162,11 @@ func (b *binder) retry(p plan) (bound, error) {
 			return r, err
 		}
 	}
+}
+
+// portTaken reports whether err says that another socket holds the port.
+func (b *binder) portTaken(err error) bool {
+	return addrInUse(err) || b.os.deniedIsTaken && accessDenied(err)
 }
 
 // listenSeparate binds one socket an endpoint, each of its own family, on

@@ -126,6 +126,11 @@ type osFacts struct {
 	reuseAddr bool
 	// exclusive reports whether every socket gets SO_EXCLUSIVEADDRUSE.
 	exclusive bool
+	// deniedIsTaken reports whether a bind refused for access (EACCES)
+	// means that the port is taken, so that an ephemeral attempt should
+	// try another: Windows answers so for a port another socket holds with
+	// SO_EXCLUSIVEADDRUSE, and for ports in its reserved ranges.
+	deniedIsTaken bool
 }
 
 // factsFor returns the facts of the OS named by a GOOS value.
@@ -139,7 +144,7 @@ func factsFor(goos string) osFacts {
 		return osFacts{goos: goos, reuseAddr: true, single: singleNone,
 			singleWhy: "the kernel does not let IPV6_V6ONLY be cleared"}
 	case "windows":
-		return osFacts{goos: goos, exclusive: true, single: singleNone,
+		return osFacts{goos: goos, exclusive: true, deniedIsTaken: true, single: singleNone,
 			singleWhy: "no safe way to bind a dual-stack socket has been verified there; use Separate"}
 	}
 	// NetBSD, illumos and the rest: Separate with the AF_INET socket bound

@@ -175,6 +175,9 @@ var errUnboundIO = errors.New("dualstack: no I/O on a socket that is not yet bou
 // addrInUse reports whether err means that the address is taken.
 func addrInUse(err error) bool { return errors.Is(err, unix.EADDRINUSE) }
 
+// accessDenied reports whether err is a refusal for access.
+func accessDenied(err error) bool { return errors.Is(err, unix.EACCES) }
+
 // noIPv6 reports whether err means that the host cannot serve IPv6 here:
 // no AF_INET6 sockets at all, or an IPv6 address (such as ::1 with
 // disable_ipv6=1) that cannot be assigned.

@@ -124,6 +124,11 @@ func addrInUse(err error) bool {
 	return errors.Is(err, wsaeAddrInUse) || errors.Is(err, syscall.EADDRINUSE)
 }
 
+// accessDenied reports whether err is a refusal for access: WSAEACCES.
+func accessDenied(err error) bool {
+	return errors.Is(err, syscall.Errno(10013)) || errors.Is(err, syscall.EACCES)
+}
+
 // noIPv6 reports whether err means that the host cannot serve IPv6 here.
 func noIPv6(err error) bool {
 	return errors.Is(err, wsaeAFNoSupport) || errors.Is(err, wsaeAddrNotAvail)
