@@ -216,31 +216,6 @@ func TestListenHostName(t *testing.T) {
 	})
 }
 
-// TestSingleIgnoresBindV6Only: with net.ipv6.bindv6only=1, an AF_INET6
-// socket is IPv6-only unless told otherwise; Single tells it otherwise, and
-// every mode still serves both families.
-func TestSingleIgnoresBindV6Only(t *testing.T) {
-	netns.Enter(t, netns.BindV6Only...)
-
-	// The setting is in force: a fresh AF_INET6 socket is IPv6-only.
-	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM, 0)
-	require.NoError(t, err)
-	v6only, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
-	unix.Close(fd)
-	require.NoError(t, err)
-	require.Equal(t, 1, v6only, "bindv6only=1 makes IPv6-only the default")
-
-	for _, mode := range modes {
-		lc := dualstack.ListenConfig{Mode: mode}
-		ln, err := lc.Listen(context.Background(), "tcp", ":0")
-		require.NoError(t, err, mode)
-		ts := serveTokens(t, ln)
-		assert.True(t, ts.reaches("tcp", hostPort(t, "127.0.0.1", ln.Addr())), "%v: IPv4 client", mode)
-		assert.True(t, ts.reaches("tcp", hostPort(t, "::1", ln.Addr())), "%v: IPv6 client", mode)
-		require.NoError(t, ln.Close())
-	}
-}
-
 // TestExplicitPortHeld: a port whose IPv4 or IPv6 half another socket
 // holds cannot be listened on, and the failure leaves nothing open.
 func TestExplicitPortHeld(t *testing.T) {
