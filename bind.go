@@ -256,6 +256,13 @@ func (b *binder) listenAll(r bound) error {
 	return nil
 }
 
+// reuseAddr reports whether the sockets of p get SO_REUSEADDR: on explicit
+// TCP ports, where the OS is one whose listeners Go gives it. Never on UDP,
+// where it lets another socket share a unicast port on Linux.
+func (b *binder) reuseAddr(p plan) bool {
+	return p.proto == tcp && p.port != 0 && b.os.reuseAddr
+}
+
 // bindEndpoint opens and binds the socket of one endpoint. The user's
 // Control runs on it.
 func (b *binder) bindEndpoint(p plan, ep endpoint, port uint16) (socket, uint16, error) {
@@ -263,7 +270,7 @@ func (b *binder) bindEndpoint(p plan, ep endpoint, port uint16) (socket, uint16,
 		proto:     p.proto,
 		family:    ep.family(),
 		v6only:    ep.family() == inet6 && !ep.dual,
-		reuseAddr: p.port != 0 && b.os.reuseAddr,
+		reuseAddr: b.reuseAddr(p),
 		exclusive: b.os.exclusive,
 		control:   b.control,
 	}
@@ -274,7 +281,7 @@ func (b *binder) bindEndpoint(p plan, ep endpoint, port uint16) (socket, uint16,
 // AF_INET one on 0.0.0.0, or a dual-stack one on [::]. It is never listened
 // on and the user's Control does not run on it.
 func (b *binder) bindProbe(p plan, f family) (socket, uint16, error) {
-	o := sockOpts{proto: p.proto, family: f, reuseAddr: p.port != 0 && b.os.reuseAddr}
+	o := sockOpts{proto: p.proto, family: f, reuseAddr: b.reuseAddr(p)}
 	if f == inet4 {
 		return b.open(o, "IPv4 port probe", netip.AddrPortFrom(netip.IPv4Unspecified(), p.port))
 	}

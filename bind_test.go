@@ -257,7 +257,7 @@ func TestAttemptsRunOut(t *testing.T) {
 			require.NoError(t, err)
 			_, err = lc.binder(system{api: ts, facts: factsFor(goos)}).bind(p)
 			require.ErrorIs(t, err, syscall.EADDRINUSE)
-			err = listenError("tcp", err)
+			err = listenError(tcp, "tcp", err)
 			var oe *net.OpError
 			require.ErrorAs(t, err, &oe)
 			assert.Equal(t, "[::]:40000", oe.Addr.String())

@@ -35,6 +35,16 @@
 //
 // A specific address (127.0.0.1, ::1, a host name's addresses) always gets a
 // socket of its own family; the mode only decides how a wildcard is served.
+//
+// # UDP
+//
+// [ListenPacket] does the same for UDP and returns a [PacketConn].
+//
+// # Addresses
+//
+// [Unmap], [UnmapAddrPort], [AddrPortFrom] and [UnmapString] turn
+// IPv4-mapped addresses from anywhere (other listeners, logs, proxies'
+// headers) into their IPv4 form.
 package dualstack
 
 // BUG(dualstack): Single mode is an error on OpenBSD and DragonFly, whose

@@ -19,3 +19,11 @@ func ListenPortableAccept(lc *ListenConfig, ctx context.Context, network, addres
 	sys.merge = newChanAcceptor
 	return lc.listen(ctx, sys, network, address)
 }
+
+// ListenPacketPortable is lc.ListenPacket with the portable reader, used
+// where the OS offers no better, in place of the host's.
+func ListenPacketPortable(lc *ListenConfig, ctx context.Context, network, address string) (*PacketConn, error) {
+	sys := hostSystem
+	sys.mergePackets = newChanReader
+	return lc.listenPacket(ctx, sys, network, address)
+}

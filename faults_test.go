@@ -270,7 +270,7 @@ func TestCloseRacesAccepts(t *testing.T) {
 				}
 				close(stop)
 				dialers.Wait()
-				assert.Zero(t, listenerGoroutines(), "round %d", round)
+				requireNoListenerGoroutines(t)
 			}
 			checkFDs()
 		})

@@ -142,7 +142,19 @@ func listenerGoroutines() int {
 		}
 		buf = make([]byte, 2*len(buf))
 	}
-	return strings.Count(string(buf), "dualstack.(*chanAcceptor).run")
+	return strings.Count(string(buf), "dualstack.(*chanAcceptor).run") + strings.Count(string(buf), "dualstack.(*chanReader).run")
+}
+
+// requireNoListenerGoroutines fails unless this package's goroutines are
+// gone. A goroutine that has signalled its end may still be finishing its
+// return for a moment, so it polls briefly.
+func requireNoListenerGoroutines(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for listenerGoroutines() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	require.Zero(t, listenerGoroutines(), "goroutines outlive Close")
 }
 
 // portOf returns the port of a TCP or UDP address.

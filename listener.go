@@ -3,6 +3,7 @@ package dualstack
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -135,23 +136,11 @@ func (lc *ListenConfig) listen(ctx context.Context, sys system, network, address
 	}
 	r, err := lc.binder(sys).bind(p)
 	if err != nil {
-		return nil, listenError(network, err)
+		return nil, listenError(tcp, network, err)
 	}
-	lns := make([]*net.TCPListener, 0, len(r.socks))
-	for i, s := range r.socks {
-		ln, err := toTCPListener(s)
-		if err != nil {
-			// Close what became a listener and what did not.
-			for _, ln := range lns {
-				ln.Close()
-			}
-			for _, s := range r.socks[i+1:] {
-				s.close()
-			}
-			ep := r.eps[i]
-			return nil, listenError(network, &bindError{role: ep.role(), fam: ep.family(), addr: netip.AddrPortFrom(ep.addr, r.port), err: err})
-		}
-		lns = append(lns, ln)
+	lns, err := handOver(r, toTCPListener)
+	if err != nil {
+		return nil, listenError(tcp, network, err)
 	}
 	l, err := newListener(sys, lns, p.mode(), keepAliveFor(lc))
 	if err != nil {
@@ -168,6 +157,28 @@ func (lc *ListenConfig) binder(sys system) *binder {
 	return &binder{api: sys.api, os: sys.facts, control: lc.Control, attempts: attempts}
 }
 
+// handOver turns bound sockets into the net package's types with conv,
+// which takes ownership of its socket. On error it closes everything,
+// converted or not.
+func handOver[T io.Closer](r bound, conv func(socket) (T, error)) ([]T, error) {
+	out := make([]T, 0, len(r.socks))
+	for i, s := range r.socks {
+		c, err := conv(s)
+		if err != nil {
+			for _, c := range out {
+				c.Close()
+			}
+			for _, s := range r.socks[i+1:] {
+				s.close()
+			}
+			ep := r.eps[i]
+			return nil, &bindError{role: ep.role(), fam: ep.family(), addr: netip.AddrPortFrom(ep.addr, r.port), err: err}
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
 func toTCPListener(s socket) (*net.TCPListener, error) {
 	ts, ok := s.(tcpSocket)
 	if !ok {
@@ -178,12 +189,17 @@ func toTCPListener(s socket) (*net.TCPListener, error) {
 }
 
 // listenError wraps a failure of the binding algorithms in the
-// *net.OpError that Listen returns, with the address being bound.
-func listenError(network string, err error) error {
+// *net.OpError that Listen and ListenPacket return, with the address being
+// bound.
+func listenError(pr proto, network string, err error) error {
 	oe := &net.OpError{Op: "listen", Net: network, Err: err}
 	var be *bindError
 	if errors.As(err, &be) {
-		oe.Addr = net.TCPAddrFromAddrPort(be.addr)
+		if pr == udp {
+			oe.Addr = net.UDPAddrFromAddrPort(be.addr)
+		} else {
+			oe.Addr = net.TCPAddrFromAddrPort(be.addr)
+		}
 	}
 	return oe
 }

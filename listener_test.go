@@ -352,7 +352,7 @@ func TestCloseUnblocksAccept(t *testing.T) {
 			require.ErrorIs(t, err, net.ErrClosed, "Accept after Close")
 			require.ErrorIs(t, ln.Close(), net.ErrClosed, "second Close")
 			require.Error(t, ln.SetDeadline(time.Now()), "SetDeadline after Close")
-			assert.Zero(t, listenerGoroutines(), "goroutines outlive Close")
+			requireNoListenerGoroutines(t)
 			checkFDs()
 		})
 	}
@@ -401,7 +401,7 @@ func testCloseClosesPendingConns(t *testing.T, listen func(*dualstack.ListenConf
 		c.Close()
 	}
 	first.Close()
-	assert.Zero(t, listenerGoroutines())
+	requireNoListenerGoroutines(t)
 	checkFDs()
 }
 

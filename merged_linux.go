@@ -38,25 +38,12 @@ type epollAcceptor struct {
 }
 
 func newEpollAcceptor(lns []*net.TCPListener, addr net.Addr) (acceptor, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
+	conns := make([]syscall.Conn, len(lns))
 	for i, ln := range lns {
-		if err := epollAdd(epfd, ln, i); err != nil {
-			unix.Close(epfd)
-			return nil, err
-		}
+		conns[i] = ln
 	}
-	// Non-blocking, so that os.NewFile registers it with the poller.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return nil, os.NewSyscallError("setnonblock", err)
-	}
-	ep := os.NewFile(uintptr(epfd), "dualstack-epoll")
-	rc, err := ep.SyscallConn()
+	ep, rc, err := newEpoll(conns)
 	if err != nil {
-		ep.Close()
 		return nil, err
 	}
 	m := &epollAcceptor{lns: lns, addr: addr, ep: ep, rc: rc, evs: make([]unix.EpollEvent, len(lns))}
@@ -64,9 +51,37 @@ func newEpollAcceptor(lns []*net.TCPListener, addr net.Addr) (acceptor, error) {
 	return m, nil
 }
 
-// epollAdd registers the socket of ln with epfd under the index i.
-func epollAdd(epfd int, ln *net.TCPListener, i int) error {
-	rc, err := ln.SyscallConn()
+// newEpoll returns an epoll descriptor, registered with the runtime's
+// poller, on which the sockets of conns are registered level-triggered
+// for reading, each under its index.
+func newEpoll(conns []syscall.Conn) (*os.File, syscall.RawConn, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, nil, os.NewSyscallError("epoll_create1", err)
+	}
+	for i, c := range conns {
+		if err := epollAdd(epfd, c, i); err != nil {
+			unix.Close(epfd)
+			return nil, nil, err
+		}
+	}
+	// Non-blocking, so that os.NewFile registers it with the poller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, nil, os.NewSyscallError("setnonblock", err)
+	}
+	ep := os.NewFile(uintptr(epfd), "dualstack-epoll")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		return nil, nil, err
+	}
+	return ep, rc, nil
+}
+
+// epollAdd registers the socket of c with epfd under the index i.
+func epollAdd(epfd int, c syscall.Conn, i int) error {
+	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
 	}

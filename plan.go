@@ -16,6 +16,8 @@ type system struct {
 	facts  osFacts
 	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
 	merge  func(lns []*net.TCPListener, addr net.Addr) (acceptor, error)
+	// mergePackets reads from several UDP sockets as one.
+	mergePackets func(conns []*net.UDPConn) (packetReader, error)
 }
 
 var hostSystem = system{
@@ -23,6 +25,8 @@ var hostSystem = system{
 	facts:  hostFacts,
 	lookup: net.DefaultResolver.LookupNetIP,
 	merge:  newAcceptor,
+
+	mergePackets: newPacketReader,
 }
 
 var (

@@ -89,6 +89,13 @@ type tcpSocket interface {
 	tcpListener() (*net.TCPListener, error)
 }
 
+// udpSocket is a socket that can become a [*net.UDPConn]. The conversion
+// takes ownership: afterwards only the connection is closed.
+type udpSocket interface {
+	socket
+	udpConn() (*net.UDPConn, error)
+}
+
 // singleHow says how an OS binds Single mode's dual-stack socket.
 type singleHow uint8
 

@@ -129,6 +129,17 @@ func (s *sysSocket) tcpListener() (*net.TCPListener, error) {
 	return ln.(*net.TCPListener), nil
 }
 
+// udpConn hands the descriptor to the net package, as tcpListener does.
+func (s *sysSocket) udpConn() (*net.UDPConn, error) {
+	f := os.NewFile(uintptr(s.fd), "")
+	pc, err := net.FilePacketConn(f)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	return pc.(*net.UDPConn), nil
+}
+
 // sockaddr converts an address to the kernel's form, resolving a zone name
 // to its interface index.
 func sockaddr(a netip.AddrPort) (unix.Sockaddr, error) {

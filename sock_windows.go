@@ -119,6 +119,14 @@ func (s *sysSocket) tcpListener() (*net.TCPListener, error) {
 	return ln, nil
 }
 
+func (s *sysSocket) udpConn() (*net.UDPConn, error) {
+	pc, ok := s.pc.(*net.UDPConn)
+	if !ok {
+		return nil, errors.New("dualstack: not a UDP socket")
+	}
+	return pc, nil
+}
+
 // addrInUse reports whether err means that the address is taken.
 func addrInUse(err error) bool {
 	return errors.Is(err, wsaeAddrInUse) || errors.Is(err, syscall.EADDRINUSE)

@@ -1,0 +1,383 @@
+package dualstack
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// ListenPacket announces on the local network address for UDP, on both
+// address families where the address calls for it, as [ListenConfig.Listen]
+// does for TCP: the network is "udp", "udp4" or "udp6", the address forms,
+// modes and atomic choice of one port are the same. The sockets never get
+// SO_REUSEADDR or SO_REUSEPORT: on a unicast UDP port either lets another
+// socket share the port.
+//
+// The context affects only the resolution of host and port names.
+func (lc *ListenConfig) ListenPacket(ctx context.Context, network, address string) (*PacketConn, error) {
+	return lc.listenPacket(ctx, hostSystem, network, address)
+}
+
+// ListenPacket announces on the local network address for UDP with the
+// zero [ListenConfig]; see [ListenConfig.ListenPacket].
+func ListenPacket(network, address string) (*PacketConn, error) {
+	var lc ListenConfig
+	return lc.ListenPacket(context.Background(), network, address)
+}
+
+func (lc *ListenConfig) listenPacket(ctx context.Context, sys system, network, address string) (*PacketConn, error) {
+	p, err := lc.plan(ctx, sys, udp, network, address)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	r, err := lc.binder(sys).bind(p)
+	if err != nil {
+		return nil, listenError(udp, network, err)
+	}
+	conns, err := handOver(r, toUDPConn)
+	if err != nil {
+		return nil, listenError(udp, network, err)
+	}
+	pc := &PacketConn{conns: conns, mode: p.mode(), network: network}
+	for i, c := range conns {
+		pc.addrs = append(pc.addrs, c.LocalAddr())
+		pc.fams = append(pc.fams, r.eps[i].family())
+	}
+	if len(conns) > 1 {
+		if pc.r, err = sys.mergePackets(conns); err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, &net.OpError{Op: "listen", Net: network, Addr: pc.addrs[0], Err: err}
+		}
+	}
+	return pc, nil
+}
+
+func toUDPConn(s socket) (*net.UDPConn, error) {
+	us, ok := s.(udpSocket)
+	if !ok {
+		s.close()
+		return nil, errors.New("dualstack: socket cannot become a UDP connection")
+	}
+	return us.udpConn()
+}
+
+// PacketConn is a UDP endpoint on one port, on one or several sockets. It
+// implements [net.PacketConn].
+//
+// Reads take packets from whichever socket has one, no socket starving
+// another. A write leaves through the socket of the destination's family
+// (an IPv4-mapped destination is IPv4), so a reply to a packet's source
+// leaves from the family it came in on; with several addresses of one
+// family (a host name), it leaves from the first. In Single mode source
+// addresses are reported unmapped, and plain IPv4 destinations work.
+type PacketConn struct {
+	conns   []*net.UDPConn
+	fams    []family
+	addrs   []net.Addr
+	mode    Mode
+	network string
+	r       packetReader // nil with one socket
+	closed  atomic.Bool
+}
+
+var _ net.PacketConn = (*PacketConn)(nil)
+
+// packetReader reads from several sockets as one, and owns their read
+// deadlines and their closing. Its errors are bare causes: net.ErrClosed,
+// os.ErrDeadlineExceeded, system call errors.
+type packetReader interface {
+	read(b []byte) (int, netip.AddrPort, error)
+	setReadDeadline(t time.Time) error
+	close() error
+}
+
+// ReadFromUDPAddrPort reads a packet into b and returns its size and
+// source address, unmapped. It does not allocate.
+func (p *PacketConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	if p.r == nil {
+		n, ap, err := p.conns[0].ReadFromUDPAddrPort(b)
+		return n, UnmapAddrPort(ap), err
+	}
+	n, ap, err := p.r.read(b)
+	if err != nil {
+		return n, ap, p.opError("read", nil, err)
+	}
+	return n, ap, nil
+}
+
+// ReadFrom implements [net.PacketConn]: the source is a *[net.UDPAddr],
+// unmapped.
+func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, ap, err := p.ReadFromUDPAddrPort(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(ap), nil
+}
+
+// WriteToUDPAddrPort writes a packet to ap, through the socket of ap's
+// family (an IPv4-mapped ap is IPv4).
+func (p *PacketConn) WriteToUDPAddrPort(b []byte, ap netip.AddrPort) (int, error) {
+	c, ap := p.connFor(ap)
+	if c == nil {
+		return 0, p.opError("write", net.UDPAddrFromAddrPort(ap), errNoSocketForFamily)
+	}
+	return c.WriteToUDPAddrPort(b, ap)
+}
+
+var errNoSocketForFamily = errors.New("dualstack: no socket of the destination's address family")
+
+// WriteTo implements [net.PacketConn]; addr must be a *[net.UDPAddr].
+func (p *PacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	a, ok := addr.(*net.UDPAddr)
+	if !ok || a == nil {
+		return 0, p.opError("write", addr, syscall.EINVAL)
+	}
+	return p.WriteToUDPAddrPort(b, a.AddrPort())
+}
+
+// connFor returns the socket that writes to ap, and ap as it should be
+// given to it.
+func (p *PacketConn) connFor(ap netip.AddrPort) (*net.UDPConn, netip.AddrPort) {
+	if p.mode == Single {
+		return p.conns[0], ap // the kernel maps an IPv4 destination
+	}
+	ap = UnmapAddrPort(ap)
+	want := inet6
+	if ap.Addr().Is4() {
+		want = inet4
+	}
+	for i, f := range p.fams {
+		if f == want {
+			return p.conns[i], ap
+		}
+	}
+	return nil, ap
+}
+
+// Close closes every socket. Blocked and later reads and writes return an
+// error for which errors.Is(err, net.ErrClosed) holds; no goroutine of the
+// PacketConn outlives Close. Closing twice returns such an error too.
+func (p *PacketConn) Close() error {
+	if p.closed.Swap(true) {
+		return p.opError("close", nil, net.ErrClosed)
+	}
+	if p.r != nil {
+		return p.r.close()
+	}
+	return p.conns[0].Close()
+}
+
+// LocalAddr returns the first of Addrs: the IPv4 address where there is
+// one.
+func (p *PacketConn) LocalAddr() net.Addr { return p.addrs[0] }
+
+// Addrs returns every address the PacketConn is bound to, IPv4 first, all
+// on one port. It returns a new slice on each call.
+func (p *PacketConn) Addrs() []net.Addr { return append([]net.Addr(nil), p.addrs...) }
+
+// Mode returns the mode in force, as [Listener.Mode] does.
+func (p *PacketConn) Mode() Mode { return p.mode }
+
+// SetDeadline sets the read and write deadlines of every socket.
+func (p *PacketConn) SetDeadline(t time.Time) error {
+	if err := p.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return p.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the deadline of reads, blocked ones included.
+func (p *PacketConn) SetReadDeadline(t time.Time) error {
+	if p.r == nil {
+		return p.conns[0].SetReadDeadline(t)
+	}
+	if p.closed.Load() {
+		return p.opError("set", nil, net.ErrClosed)
+	}
+	if err := p.r.setReadDeadline(t); err != nil {
+		return p.opError("set", nil, err)
+	}
+	return nil
+}
+
+// SetWriteDeadline sets the deadline of writes on every socket.
+func (p *PacketConn) SetWriteDeadline(t time.Time) error {
+	for _, c := range p.conns {
+		if err := c.SetWriteDeadline(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *PacketConn) opError(op string, addr net.Addr, err error) error {
+	return &net.OpError{Op: op, Net: p.network, Source: p.addrs[0], Addr: addr, Err: err}
+}
+
+// chanReader reads from several sockets with a goroutine a socket, each
+// reading into a buffer of its own and queueing one packet; read copies
+// from the queues in turn. Like chanAcceptor it is portable, and its order
+// under load follows the Go scheduler; where the OS allows, epollReader is
+// used instead.
+type chanReader struct {
+	conns  []*net.UDPConn
+	queues []chan packet
+	ready  chan struct{}
+	next   atomic.Uint32
+	done   chan struct{}
+	dl     deadline
+
+	started atomic.Bool
+	mu      sync.Mutex // guards closed and the start of the goroutines
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+type packet struct {
+	buf []byte // a whole datagram's worth, from bufPool
+	n   int
+	src netip.AddrPort
+	err error
+}
+
+// maxDatagram is the largest UDP payload.
+const maxDatagram = 65535
+
+var bufPool = sync.Pool{New: func() any { return new([maxDatagram]byte) }}
+
+func newChanReader(conns []*net.UDPConn) (packetReader, error) {
+	r := &chanReader{
+		conns: conns,
+		ready: make(chan struct{}, 1),
+		done:  make(chan struct{}),
+		dl:    deadline{c: make(chan struct{})},
+	}
+	for range conns {
+		r.queues = append(r.queues, make(chan packet, 1))
+	}
+	return r, nil
+}
+
+func (r *chanReader) read(b []byte) (int, netip.AddrPort, error) {
+	expired := r.dl.wait()
+	select {
+	case <-r.done:
+		return 0, netip.AddrPort{}, net.ErrClosed
+	case <-expired:
+		return 0, netip.AddrPort{}, os.ErrDeadlineExceeded
+	default:
+	}
+	if !r.started.Load() {
+		r.start()
+	}
+	for {
+		if pk, ok := r.take(); ok {
+			n := copy(b, pk.buf[:pk.n])
+			bufPool.Put((*[maxDatagram]byte)(pk.buf))
+			return n, UnmapAddrPort(pk.src), pk.err
+		}
+		select {
+		case <-r.ready:
+		case <-r.done:
+			return 0, netip.AddrPort{}, net.ErrClosed
+		case <-expired:
+			return 0, netip.AddrPort{}, os.ErrDeadlineExceeded
+		}
+	}
+}
+
+func (r *chanReader) take() (packet, bool) {
+	n := uint32(len(r.queues))
+	first := r.next.Load()
+	for i := range n {
+		k := (first + i) % n
+		select {
+		case pk := <-r.queues[k]:
+			r.next.Store(k + 1)
+			for _, q := range r.queues {
+				if len(q) > 0 {
+					r.signal()
+					break
+				}
+			}
+			return pk, true
+		default:
+		}
+	}
+	return packet{}, false
+}
+
+func (r *chanReader) signal() {
+	select {
+	case r.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (r *chanReader) start() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started.Load() || r.closed {
+		return
+	}
+	r.wg.Add(len(r.conns))
+	for i, c := range r.conns {
+		go r.run(c, r.queues[i])
+	}
+	r.started.Store(true)
+}
+
+func (r *chanReader) run(c *net.UDPConn, q chan<- packet) {
+	defer r.wg.Done()
+	for {
+		buf := bufPool.Get().(*[maxDatagram]byte)
+		n, src, err := c.ReadFromUDPAddrPort(buf[:])
+		if errors.Is(err, net.ErrClosed) {
+			bufPool.Put(buf)
+			return
+		}
+		if err != nil {
+			// Pass on the cause; PacketConn wraps it.
+			var oe *net.OpError
+			if errors.As(err, &oe) {
+				err = oe.Err
+			}
+		}
+		select {
+		case q <- packet{buf[:], n, src, err}:
+			r.signal()
+		case <-r.done:
+			bufPool.Put(buf)
+			return
+		}
+	}
+}
+
+func (r *chanReader) setReadDeadline(t time.Time) error {
+	r.dl.set(t)
+	return nil
+}
+
+func (r *chanReader) close() error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	close(r.done)
+	var first error
+	for _, c := range r.conns {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	r.wg.Wait()
+	return first
+}
