@@ -221,6 +221,25 @@ func TestAlgorithmTraces(t *testing.T) {
 	}
 }
 
+// TestUDPNeverReuses: UDP sockets get neither SO_REUSEADDR nor
+// SO_REUSEPORT, explicit port or not.
+func TestUDPNeverReuses(t *testing.T) {
+	t.Parallel()
+	for _, goos := range []string{"linux", "darwin", "freebsd"} {
+		for _, address := range []string{":0", ":8080"} {
+			ts := &traceSockets{}
+			lc := ListenConfig{Mode: Separate}
+			p, err := lc.plan(context.Background(), hostSystem, udp, "udp", address)
+			require.NoError(t, err)
+			_, err = lc.binder(system{api: ts, facts: factsFor(goos)}).bind(p)
+			require.NoError(t, err)
+			for _, line := range ts.log {
+				assert.NotContains(t, line, "SO_REUSE", "%s %s: %v", goos, address, ts.log)
+			}
+		}
+	}
+}
+
 // TestSingleUnsupported: where Single cannot be done safely, it is an
 // error that names the OS, and nothing is opened.
 func TestSingleUnsupported(t *testing.T) {

@@ -305,6 +305,36 @@ func TestPacketConnFairness(t *testing.T) {
 	assert.Equal(t, map[bool]int{true: 50, false: 50}, count, "reads alternate while both have packets")
 }
 
+// TestPacketReadAllocations: ReadFromUDPAddrPort allocates nothing, in
+// every mode and with both readers, as on a net.UDPConn.
+func TestPacketReadAllocations(t *testing.T) {
+	for _, impl := range packetImpls {
+		for _, mode := range []dualstack.Mode{dualstack.Separate, dualstack.Single} {
+			pc, err := impl.listen(&dualstack.ListenConfig{Mode: mode}, context.Background(), "udp", ":0")
+			require.NoError(t, err)
+			defer pc.Close()
+			var clients []net.Conn
+			for _, host := range []string{"127.0.0.1", "::1"} {
+				c, err := net.Dial("udp", hostPort(t, host, pc.LocalAddr()))
+				require.NoError(t, err)
+				defer c.Close()
+				clients = append(clients, c)
+			}
+			msg, buf := []byte("x"), make([]byte, 64)
+			pc.SetReadDeadline(time.Now().Add(ioTimeout))
+			i := 0
+			allocs := testing.AllocsPerRun(200, func() {
+				clients[i%2].Write(msg)
+				i++
+				if _, _, err := pc.ReadFromUDPAddrPort(buf); err != nil {
+					t.Fatal(err)
+				}
+			})
+			assert.Zero(t, allocs, "%s %v", impl.name, mode)
+		}
+	}
+}
+
 // TestListenPacketErrors: bad input is a *net.OpError, never a panic or an
 // open descriptor.
 func TestListenPacketErrors(t *testing.T) {
