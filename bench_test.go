@@ -4,6 +4,7 @@ package dualstack_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -168,5 +169,101 @@ func BenchmarkPacketRead(b *testing.B) {
 				})
 			}
 		}
+	}
+}
+
+// BenchmarkListenClose measures Listen and Close on port 0, against
+// net.Listen. Separate on Linux makes a dual-stack probe (socket, option,
+// bind, close) to pick a port free on both families, then binds and
+// listens an IPv4 and an IPv6 socket, hands each to the net package
+// (net.FileListener: a dup and its registration with the poller) and makes
+// the epoll descriptor Accept waits on.
+func BenchmarkListenClose(b *testing.B) {
+	for _, c := range []struct {
+		name, address string
+		listen        func(string) (net.Listener, error)
+	}{
+		{"net.Listen/wildcard", ":0", func(a string) (net.Listener, error) { return net.Listen("tcp", a) }},
+		{"Separate/wildcard", ":0", func(a string) (net.Listener, error) {
+			return (&dualstack.ListenConfig{Mode: dualstack.Separate}).Listen(context.Background(), "tcp", a)
+		}},
+		{"Single/wildcard", ":0", func(a string) (net.Listener, error) {
+			return (&dualstack.ListenConfig{Mode: dualstack.Single}).Listen(context.Background(), "tcp", a)
+		}},
+		{"net.Listen/localhost", "localhost:0", func(a string) (net.Listener, error) { return net.Listen("tcp", a) }},
+		{"Separate/localhost", "localhost:0", func(a string) (net.Listener, error) {
+			return (&dualstack.ListenConfig{Mode: dualstack.Separate}).Listen(context.Background(), "tcp", a)
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ln, err := c.listen(c.address)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ln.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkCopy measures bytes per second that io.Copy moves from one
+// accepted connection to another, as a proxy does: the kernel splices
+// between two *net.TCPConn, and Single mode's Conn must keep that path.
+func BenchmarkCopy(b *testing.B) {
+	const chunk = 256 << 10
+	for _, bl := range benchListeners {
+		if bl.name == "Separate-portable" {
+			continue // the acceptor does not touch the connections
+		}
+		b.Run(bl.name, func(b *testing.B) {
+			ln, err := bl.listen()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			pair := func() (client net.Conn, server net.Conn) {
+				client, err := net.Dial("tcp", hostPort(b, "127.0.0.1", ln.Addr()))
+				if err != nil {
+					b.Fatal(err)
+				}
+				server, err = ln.Accept()
+				if err != nil {
+					b.Fatal(err)
+				}
+				return client, server
+			}
+			src, in := pair()
+			dst, out := pair()
+			defer src.Close()
+			defer dst.Close()
+			defer out.Close()
+			done := make(chan int64)
+			go func() {
+				n, _ := io.Copy(io.Discard, dst)
+				done <- n
+			}()
+			b.SetBytes(chunk)
+			b.ResetTimer()
+			go func() {
+				buf := make([]byte, chunk)
+				for range b.N {
+					if _, err := src.Write(buf); err != nil {
+						return
+					}
+				}
+				src.Close()
+			}()
+			if _, err := io.Copy(out, in); err != nil {
+				b.Fatal(err)
+			}
+			out.Close()
+			if n := <-done; n != int64(b.N)*chunk {
+				b.Fatalf("copied %d bytes, want %d", n, int64(b.N)*chunk)
+			}
+			b.StopTimer()
+			in.Close()
+		})
 	}
 }

@@ -130,7 +130,7 @@ func AddrPortFrom(a net.Addr) (netip.AddrPort, bool) {
 // it changes nothing.
 func UnmapString(s string) string {
 	// Most text cannot be a mapped address, and is returned unparsed.
-	if !hasFFFF(s) {
+	if !mayBeMapped(s) {
 		return s
 	}
 	if s[0] == '[' {
@@ -147,11 +147,20 @@ func UnmapString(s string) string {
 	return a.Unmap().String()
 }
 
-// hasFFFF reports whether s has "ffff:", in any case. Every spelling of an
-// IPv4-mapped address does: the sixth group is ffff, and more follows; the
-// shortest is "::ffff:0:0".
-func hasFFFF(s string) bool {
-	if len(s) < len("::ffff:0:0") || strings.IndexByte(s, 'f') < 0 && strings.IndexByte(s, 'F') < 0 {
+// mayBeMapped reports whether s may spell an IPv4-mapped address, alone,
+// bracketed or with a port. It rules out most text from its first bytes:
+// the first five groups of a mapped address are zero, so it starts with
+// "0" or "::" (after an optional "["), and its sixth group is ffff,
+// followed by more; the shortest is "::ffff:0:0".
+func mayBeMapped(s string) bool {
+	if len(s) < len("::ffff:0:0") {
+		return false
+	}
+	c := s[0]
+	if c == '[' {
+		c = s[1]
+	}
+	if c != '0' && c != ':' {
 		return false
 	}
 	for i := 4; i < len(s); i++ {

@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,34 +20,56 @@ var newAcceptor = newEpollAcceptor
 // have connections waiting, or parks until one does, and accepts from the
 // first ready socket after the one it served last. One Accept runs at a
 // time, so a socket found ready still has its connection when accepted.
+// The epoll descriptor is made on the first Accept: a listener that only
+// holds a port costs no more.
 type epollAcceptor struct {
 	lns  []*net.TCPListener
 	addr net.Addr // for errors
-	ep   *os.File // the epoll descriptor
-	rc   syscall.RawConn
 
 	mu    sync.Mutex // serializes accepts; guards the fields below
+	rc    syscall.RawConn
 	evs   []unix.EpollEvent
 	n     int   // events in evs
 	werr  error // error of epoll_wait
 	next  int   // the socket to look at first
 	ready func(fd uintptr) bool
 
-	closed atomic.Bool
+	epMu     sync.Mutex // guards ep, deadline and closed; never held while waiting
+	ep       *os.File
+	deadline time.Time
+	closed   bool
 }
 
 func newEpollAcceptor(lns []*net.TCPListener, addr net.Addr) (acceptor, error) {
-	conns := make([]syscall.Conn, len(lns))
-	for i, ln := range lns {
+	m := &epollAcceptor{lns: lns, addr: addr, evs: make([]unix.EpollEvent, len(lns))}
+	m.ready = m.poll // made once: a method value allocates
+	return m, nil
+}
+
+// epoll returns the RawConn of the epoll descriptor, making it on first
+// use. It is called with m.mu held.
+func (m *epollAcceptor) epoll() (syscall.RawConn, error) {
+	if m.rc != nil {
+		return m.rc, nil
+	}
+	m.epMu.Lock()
+	defer m.epMu.Unlock()
+	if m.closed {
+		return nil, net.ErrClosed
+	}
+	conns := make([]syscall.Conn, len(m.lns))
+	for i, ln := range m.lns {
 		conns[i] = ln
 	}
 	ep, rc, err := newEpoll(conns)
 	if err != nil {
 		return nil, err
 	}
-	m := &epollAcceptor{lns: lns, addr: addr, ep: ep, rc: rc, evs: make([]unix.EpollEvent, len(lns))}
-	m.ready = m.poll // made once: a method value allocates
-	return m, nil
+	if !m.deadline.IsZero() {
+		ep.SetReadDeadline(m.deadline)
+	}
+	m.ep, m.rc = ep, rc
+	return rc, nil
 }
 
 // newEpoll returns an epoll descriptor, registered with the runtime's
@@ -102,14 +123,15 @@ func epollAdd(epfd int, c syscall.Conn, i int) error {
 func (m *epollAcceptor) accept() (*net.TCPConn, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed.Load() {
-		return nil, m.opError("accept", net.ErrClosed)
+	rc, err := m.epoll()
+	if err != nil {
+		return nil, m.opError("accept", err)
 	}
 	// Read checks the deadline, calls poll, and parks until the epoll
 	// descriptor is readable for as long as poll returns false.
-	err := m.rc.Read(m.ready)
+	err = rc.Read(m.ready)
 	switch {
-	case m.closed.Load():
+	case m.isClosed():
 		return nil, m.opError("accept", net.ErrClosed)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return nil, m.opError("accept", os.ErrDeadlineExceeded)
@@ -121,6 +143,12 @@ func (m *epollAcceptor) accept() (*net.TCPConn, error) {
 	k := m.pick(m.evs[:m.n])
 	m.next = (k + 1) % len(m.lns)
 	return m.lns[k].AcceptTCP()
+}
+
+func (m *epollAcceptor) isClosed() bool {
+	m.epMu.Lock()
+	defer m.epMu.Unlock()
+	return m.closed
 }
 
 // poll asks the epoll descriptor, without waiting, which sockets have
@@ -149,12 +177,18 @@ func (m *epollAcceptor) pick(ready []unix.EpollEvent) int {
 }
 
 func (m *epollAcceptor) close() error {
-	if m.closed.Swap(true) {
+	m.epMu.Lock()
+	if m.closed {
+		m.epMu.Unlock()
 		return m.opError("close", net.ErrClosed)
 	}
+	m.closed = true
 	// Closing the epoll descriptor wakes a parked Accept; closing the
 	// sockets wakes one that is past the wait.
-	m.ep.Close()
+	if m.ep != nil {
+		m.ep.Close()
+	}
+	m.epMu.Unlock()
 	var first error
 	for _, ln := range m.lns {
 		if err := ln.Close(); err != nil && first == nil {
@@ -165,11 +199,16 @@ func (m *epollAcceptor) close() error {
 }
 
 func (m *epollAcceptor) setDeadline(t time.Time) error {
-	if m.closed.Load() {
+	m.epMu.Lock()
+	defer m.epMu.Unlock()
+	if m.closed {
 		return m.opError("set", net.ErrClosed)
 	}
-	if err := m.ep.SetReadDeadline(t); err != nil {
-		return m.opError("set", err)
+	m.deadline = t
+	if m.ep != nil {
+		if err := m.ep.SetReadDeadline(t); err != nil {
+			return m.opError("set", err)
+		}
 	}
 	for _, ln := range m.lns {
 		if err := ln.SetDeadline(t); err != nil {

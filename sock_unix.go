@@ -35,14 +35,7 @@ func (sysSockets) socket(o sockOpts) (socket, error) {
 	if o.proto == udp {
 		typ = unix.SOCK_DGRAM
 	}
-	// Hold ForkLock so that no child inherits the descriptor before it is
-	// marked close-on-exec; not every system takes SOCK_CLOEXEC.
-	syscall.ForkLock.RLock()
-	fd, err := unix.Socket(af, typ, 0)
-	if err == nil {
-		unix.CloseOnExec(fd)
-	}
-	syscall.ForkLock.RUnlock()
+	fd, err := newSocket(af, typ)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
@@ -52,6 +45,22 @@ func (sysSockets) socket(o sockOpts) (socket, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// newSocket creates a socket that no child process inherits.
+func newSocket(af, typ int) (int, error) {
+	if sockCloexec != 0 {
+		return unix.Socket(af, typ|sockCloexec, 0)
+	}
+	// Hold ForkLock so that no child inherits the descriptor before it is
+	// marked close-on-exec.
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	fd, err := unix.Socket(af, typ, 0)
+	if err == nil {
+		unix.CloseOnExec(fd)
+	}
+	return fd, err
 }
 
 func (s *sysSocket) setOptions() error {

@@ -9,6 +9,9 @@ import (
 // hostFacts are the facts of the OS this package runs on.
 var hostFacts = factsFor("darwin")
 
+// sockCloexec is 0: socket(2) takes no SOCK_CLOEXEC on macOS.
+const sockCloexec = 0
+
 // listenBacklog returns the backlog passed to listen(2): kern.ipc.somaxconn,
 // as Go's net package passes it.
 var listenBacklog = sync.OnceValue(func() int {

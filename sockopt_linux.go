@@ -5,10 +5,16 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // hostFacts are the facts of the OS this package runs on.
 var hostFacts = factsFor("linux")
+
+// sockCloexec is the socket type flag that makes a descriptor close on
+// exec, where socket(2) takes one.
+const sockCloexec = unix.SOCK_CLOEXEC
 
 // listenBacklog returns the backlog passed to listen(2): net.core.somaxconn,
 // as Go's net package passes it.
