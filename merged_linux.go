@@ -33,6 +33,10 @@ type epollAcceptor struct {
 	werr  error // error of epoll_wait
 	next  int   // the socket to look at first
 	ready func(fd uintptr) bool
+	// waiting marks the sockets that the last epoll_wait found ready and
+	// that have not been accepted from since: each still has a connection,
+	// since no one else accepts on them.
+	waiting []bool
 
 	epMu     sync.Mutex // guards ep, deadline and closed; never held while waiting
 	ep       *os.File
@@ -41,7 +45,7 @@ type epollAcceptor struct {
 }
 
 func newEpollAcceptor(lns []*net.TCPListener, addr net.Addr) (acceptor, error) {
-	m := &epollAcceptor{lns: lns, addr: addr, evs: make([]unix.EpollEvent, len(lns))}
+	m := &epollAcceptor{lns: lns, addr: addr, evs: make([]unix.EpollEvent, len(lns)), waiting: make([]bool, len(lns))}
 	m.ready = m.poll // made once: a method value allocates
 	return m, nil
 }
@@ -127,6 +131,11 @@ func (m *epollAcceptor) accept() (*net.TCPConn, error) {
 	if err != nil {
 		return nil, m.opError("accept", err)
 	}
+	// A socket found ready before needs no asking: it is accepted from
+	// directly, in turn. Its own deadline and closing apply to AcceptTCP.
+	if k := m.nextWaiting(); k >= 0 {
+		return m.acceptFrom(k)
+	}
 	// Read checks the deadline, calls poll, and parks until the epoll
 	// descriptor is readable for as long as poll returns false.
 	err = rc.Read(m.ready)
@@ -140,7 +149,26 @@ func (m *epollAcceptor) accept() (*net.TCPConn, error) {
 	case m.werr != nil:
 		return nil, m.opError("accept", os.NewSyscallError("epoll_wait", m.werr))
 	}
-	k := m.pick(m.evs[:m.n])
+	for _, ev := range m.evs[:m.n] {
+		m.waiting[ev.Fd] = true
+	}
+	return m.acceptFrom(m.nextWaiting())
+}
+
+// nextWaiting returns the first socket marked waiting at or after m.next,
+// in circular order, or -1.
+func (m *epollAcceptor) nextWaiting() int {
+	n := len(m.lns)
+	for i := range n {
+		if k := (m.next + i) % n; m.waiting[k] {
+			return k
+		}
+	}
+	return -1
+}
+
+func (m *epollAcceptor) acceptFrom(k int) (*net.TCPConn, error) {
+	m.waiting[k] = false
 	m.next = (k + 1) % len(m.lns)
 	return m.lns[k].AcceptTCP()
 }
@@ -160,20 +188,6 @@ func (m *epollAcceptor) poll(fd uintptr) bool {
 			return m.n > 0 || m.werr != nil
 		}
 	}
-}
-
-// pick returns the index of the first ready socket at or after m.next, in
-// circular order.
-func (m *epollAcceptor) pick(ready []unix.EpollEvent) int {
-	best, bestDist := 0, len(m.lns)
-	for _, ev := range ready {
-		k := int(ev.Fd)
-		dist := (k - m.next + len(m.lns)) % len(m.lns)
-		if dist < bestDist {
-			best, bestDist = k, dist
-		}
-	}
-	return best
 }
 
 func (m *epollAcceptor) close() error {
