@@ -1,0 +1,70 @@
+// Command echo is a TCP echo server on both address families, the smallest
+// server there is with dualstack.
+//
+// Usage:
+//
+//	go run ./examples/echo                 # echo on :7007
+//	go run ./examples/echo -addr localhost:0
+//	go run ./examples/echo -selftest       # echo on :0, send itself a line over each family, exit
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/dualstack-go/dualstack"
+)
+
+func main() {
+	addr := flag.String("addr", ":7007", "address to listen on")
+	selftest := flag.Bool("selftest", false, "listen on :0, send a line over 127.0.0.1 and ::1, and exit")
+	flag.Parse()
+	if *selftest {
+		*addr = ":0"
+	}
+	ln, err := dualstack.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("echoing on %v", ln.Addrs())
+	if *selftest {
+		go serve(ln)
+		port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+		for _, host := range []string{"127.0.0.1", "::1"} {
+			c, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), 5*time.Second)
+			if err != nil {
+				log.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "hello over %s\n", host)
+			line, err := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if err != nil {
+				log.Fatal(err)
+			}
+			fmt.Print("echoed: ", line)
+		}
+		return
+	}
+	serve(ln)
+}
+
+func serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			log.Fatal(err)
+		}
+		go func() {
+			defer c.Close()
+			n, _ := io.Copy(c, c)
+			log.Printf("%v: echoed %d bytes", c.RemoteAddr(), n)
+		}()
+	}
+}
