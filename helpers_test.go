@@ -130,8 +130,8 @@ func requireNoFDLeak(t testing.TB) func() {
 	}
 }
 
-// listenerGoroutines counts the goroutines running this package's accept
-// loops.
+// listenerGoroutines counts the goroutines this package starts: the
+// sources of the portable acceptor and reader.
 func listenerGoroutines() int {
 	buf := make([]byte, 1<<20)
 	for {
@@ -142,7 +142,13 @@ func listenerGoroutines() int {
 		}
 		buf = make([]byte, 2*len(buf))
 	}
-	return strings.Count(string(buf), "dualstack.(*chanAcceptor).run") + strings.Count(string(buf), "dualstack.(*chanReader).run")
+	count := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "dualstack.(*fanIn[") {
+			count++
+		}
+	}
+	return count
 }
 
 // requireNoListenerGoroutines fails unless this package's goroutines are

@@ -19,20 +19,19 @@ type acceptor interface {
 	setDeadline(t time.Time) error
 }
 
-// chanAcceptor accepts on several sockets with a goroutine a socket, each
-// accepting into a queue of one; Accept takes from the queues in turn,
-// starting after the one it took from last. It is portable, but which
-// socket a waiting Accept is served from follows the Go scheduler: the
-// goroutine woken last tends to run first, so under a tight Accept loop one
-// socket can be served alone for up to a scheduling time slice. Where the
-// OS allows, epollAcceptor is used instead.
-type chanAcceptor struct {
-	lns    []*net.TCPListener
-	addr   net.Addr        // for errors
-	queues []chan accepted // one a socket, of capacity 1
-	ready  chan struct{}   // capacity 1: some queue may have a connection
-	next   atomic.Uint32   // the queue to look at first
-	done   chan struct{}   // closed by close
+// fanIn gathers what several goroutines produce, one a source, each
+// queueing at most one item; get takes from the queues in turn, starting
+// after the one it took from last. A shared channel would not do: the
+// scheduler runs the goroutine it woke last first, and that one would win
+// every time. Even so, which source a waiting get is served from follows
+// the Go scheduler, so under a tight loop one source can be served alone
+// for up to a scheduling time slice; where the OS allows, epollAcceptor and
+// epollReader are used instead.
+type fanIn[T any] struct {
+	queues []chan T      // one a source, of capacity 1
+	ready  chan struct{} // capacity 1: some queue may have an item
+	next   atomic.Uint32 // the queue to look at first
+	done   chan struct{} // closed by close
 	dl     deadline
 
 	started atomic.Bool
@@ -41,112 +40,172 @@ type chanAcceptor struct {
 	wg      sync.WaitGroup
 }
 
-type accepted struct {
-	c   *net.TCPConn
-	err error
-}
-
-func newChanAcceptor(lns []*net.TCPListener, addr net.Addr) (acceptor, error) {
-	m := &chanAcceptor{
-		lns:   lns,
-		addr:  addr,
+func newFanIn[T any](sources int) *fanIn[T] {
+	f := &fanIn[T]{
 		ready: make(chan struct{}, 1),
 		done:  make(chan struct{}),
 		dl:    deadline{c: make(chan struct{})},
 	}
-	for range lns {
-		m.queues = append(m.queues, make(chan accepted, 1))
+	for range sources {
+		f.queues = append(f.queues, make(chan T, 1))
 	}
-	return m, nil
+	return f
 }
 
-func (m *chanAcceptor) accept() (*net.TCPConn, error) {
-	expired := m.dl.wait()
-	// A closed listener or a passed deadline wins over a waiting
-	// connection, as on a net.TCPListener.
+// get returns the next item, starting the sources with run(i) on first use
+// so that nothing is taken from the kernel before it is asked for. Its
+// errors are net.ErrClosed and os.ErrDeadlineExceeded; a closed fan-in or
+// a passed deadline wins over a waiting item, as on a socket.
+func (f *fanIn[T]) get(run func(i int)) (T, error) {
+	var zero T
+	expired := f.dl.wait()
 	select {
-	case <-m.done:
-		return nil, m.opError("accept", net.ErrClosed)
+	case <-f.done:
+		return zero, net.ErrClosed
 	case <-expired:
-		return nil, m.opError("accept", os.ErrDeadlineExceeded)
+		return zero, os.ErrDeadlineExceeded
 	default:
 	}
-	if !m.started.Load() {
-		m.start()
+	if !f.started.Load() {
+		f.start(run)
 	}
 	for {
-		if a, ok := m.take(); ok {
-			return a.c, a.err
+		if v, ok := f.take(); ok {
+			return v, nil
 		}
 		select {
-		case <-m.ready:
-		case <-m.done:
-			return nil, m.opError("accept", net.ErrClosed)
+		case <-f.ready:
+		case <-f.done:
+			return zero, net.ErrClosed
 		case <-expired:
-			return nil, m.opError("accept", os.ErrDeadlineExceeded)
+			return zero, os.ErrDeadlineExceeded
 		}
 	}
 }
 
 // take returns what the first non-empty queue holds, looking at the queues
 // in turn.
-func (m *chanAcceptor) take() (accepted, bool) {
-	n := uint32(len(m.queues))
-	first := m.next.Load()
+func (f *fanIn[T]) take() (T, bool) {
+	n := uint32(len(f.queues))
+	first := f.next.Load()
 	for i := range n {
 		k := (first + i) % n
 		select {
-		case a := <-m.queues[k]:
-			m.next.Store(k + 1)
-			// Another Accept may be waiting for what is left.
-			for _, q := range m.queues {
+		case v := <-f.queues[k]:
+			f.next.Store(k + 1)
+			// Another get may be waiting for what is left.
+			for _, q := range f.queues {
 				if len(q) > 0 {
-					m.signal()
+					f.signal()
 					break
 				}
 			}
-			return a, true
+			return v, true
 		default:
 		}
 	}
-	return accepted{}, false
+	var zero T
+	return zero, false
 }
 
-func (m *chanAcceptor) signal() {
+func (f *fanIn[T]) signal() {
 	select {
-	case m.ready <- struct{}{}:
+	case f.ready <- struct{}{}:
 	default:
 	}
 }
 
-// start starts the accepting goroutines on the first Accept, so that a
-// listener that is never accepted on takes no connection from the kernel.
-func (m *chanAcceptor) start() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.started.Load() || m.closed {
+func (f *fanIn[T]) start(run func(i int)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.started.Load() || f.closed {
 		return
 	}
-	m.wg.Add(len(m.lns))
-	for i, ln := range m.lns {
-		go m.run(ln, m.queues[i])
+	f.wg.Add(len(f.queues))
+	for i := range f.queues {
+		go func() {
+			defer f.wg.Done()
+			run(i)
+		}()
 	}
-	m.started.Store(true)
+	f.started.Store(true)
 }
 
-// run accepts on one socket. It holds at most one connection beyond the
-// one in its queue, so the kernel's backlog keeps the rest.
-func (m *chanAcceptor) run(ln *net.TCPListener, q chan<- accepted) {
-	defer m.wg.Done()
+// put queues v from source i, waiting for room; it reports false, and
+// queues nothing, once the fan-in is closed.
+func (f *fanIn[T]) put(i int, v T) bool {
+	select {
+	case f.queues[i] <- v:
+		f.signal()
+		return true
+	case <-f.done:
+		return false
+	}
+}
+
+// close stops the fan-in: blocked and later gets fail. The caller then
+// unblocks its sources (by closing their sockets) and calls wait.
+func (f *fanIn[T]) close() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
+	f.closed = true
+	close(f.done)
+	return true
+}
+
+// wait waits for the sources to end and hands what is still queued to
+// drop.
+func (f *fanIn[T]) wait(drop func(T)) {
+	f.wg.Wait()
+	for _, q := range f.queues {
+		select {
+		case v := <-q:
+			drop(v)
+		default:
+		}
+	}
+}
+
+// chanAcceptor accepts on several sockets with a goroutine a socket,
+// through a fanIn. It is portable; see fanIn for its order under load.
+type chanAcceptor struct {
+	lns  []*net.TCPListener
+	addr net.Addr // for errors
+	in   *fanIn[accepted]
+	run  func(i int)
+}
+
+type accepted struct {
+	c   *net.TCPConn
+	err error
+}
+
+func newChanAcceptor(lns []*net.TCPListener, addr net.Addr) (acceptor, error) {
+	m := &chanAcceptor{lns: lns, addr: addr, in: newFanIn[accepted](len(lns))}
+	m.run = m.acceptLoop
+	return m, nil
+}
+
+func (m *chanAcceptor) accept() (*net.TCPConn, error) {
+	a, err := m.in.get(m.run)
+	if err != nil {
+		return nil, m.opError("accept", err)
+	}
+	return a.c, a.err
+}
+
+// acceptLoop accepts on socket i. It holds at most one connection beyond
+// the one in its queue, so the kernel's backlog keeps the rest.
+func (m *chanAcceptor) acceptLoop(i int) {
 	for {
-		c, err := ln.AcceptTCP()
+		c, err := m.lns[i].AcceptTCP()
 		if errors.Is(err, net.ErrClosed) {
 			return
 		}
-		select {
-		case q <- accepted{c, err}:
-			m.signal()
-		case <-m.done:
+		if !m.in.put(i, accepted{c, err}) {
 			if c != nil {
 				c.Close()
 			}
@@ -156,41 +215,31 @@ func (m *chanAcceptor) run(ln *net.TCPListener, q chan<- accepted) {
 }
 
 func (m *chanAcceptor) close() error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
+	if !m.in.close() {
 		return m.opError("close", net.ErrClosed)
 	}
-	m.closed = true
-	m.mu.Unlock()
-	close(m.done)
 	var first error
 	for _, ln := range m.lns {
 		if err := ln.Close(); err != nil && first == nil {
 			first = err
 		}
 	}
-	m.wg.Wait()
 	// Close what was accepted but not handed out.
-	for _, q := range m.queues {
-		select {
-		case a := <-q:
-			if a.c != nil {
-				a.c.Close()
-			}
-		default:
+	m.in.wait(func(a accepted) {
+		if a.c != nil {
+			a.c.Close()
 		}
-	}
+	})
 	return first
 }
 
 func (m *chanAcceptor) setDeadline(t time.Time) error {
 	select {
-	case <-m.done:
+	case <-m.in.done:
 		return m.opError("set", net.ErrClosed)
 	default:
 	}
-	m.dl.set(t)
+	m.in.dl.set(t)
 	return nil
 }
 

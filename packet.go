@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -224,26 +223,16 @@ func (p *PacketConn) opError(op string, addr net.Addr, err error) error {
 }
 
 // chanReader reads from several sockets with a goroutine a socket, each
-// reading into a buffer of its own and queueing one packet; read copies
-// from the queues in turn. Like chanAcceptor it is portable, and its order
-// under load follows the Go scheduler; where the OS allows, epollReader is
-// used instead.
+// reading into a buffer of its own, through a fanIn; read copies out of
+// the buffers. It is portable; see fanIn for its order under load.
 type chanReader struct {
-	conns  []*net.UDPConn
-	queues []chan packet
-	ready  chan struct{}
-	next   atomic.Uint32
-	done   chan struct{}
-	dl     deadline
-
-	started atomic.Bool
-	mu      sync.Mutex // guards closed and the start of the goroutines
-	closed  bool
-	wg      sync.WaitGroup
+	conns []*net.UDPConn
+	in    *fanIn[packet]
+	run   func(i int)
 }
 
 type packet struct {
-	buf []byte // a whole datagram's worth, from bufPool
+	buf *[maxDatagram]byte // from bufPool
 	n   int
 	src netip.AddrPort
 	err error
@@ -255,107 +244,37 @@ const maxDatagram = 65535
 var bufPool = sync.Pool{New: func() any { return new([maxDatagram]byte) }}
 
 func newChanReader(conns []*net.UDPConn) (packetReader, error) {
-	r := &chanReader{
-		conns: conns,
-		ready: make(chan struct{}, 1),
-		done:  make(chan struct{}),
-		dl:    deadline{c: make(chan struct{})},
-	}
-	for range conns {
-		r.queues = append(r.queues, make(chan packet, 1))
-	}
+	r := &chanReader{conns: conns, in: newFanIn[packet](len(conns))}
+	r.run = r.readLoop
 	return r, nil
 }
 
 func (r *chanReader) read(b []byte) (int, netip.AddrPort, error) {
-	expired := r.dl.wait()
-	select {
-	case <-r.done:
-		return 0, netip.AddrPort{}, net.ErrClosed
-	case <-expired:
-		return 0, netip.AddrPort{}, os.ErrDeadlineExceeded
-	default:
+	pk, err := r.in.get(r.run)
+	if err != nil {
+		return 0, netip.AddrPort{}, err
 	}
-	if !r.started.Load() {
-		r.start()
-	}
-	for {
-		if pk, ok := r.take(); ok {
-			n := copy(b, pk.buf[:pk.n])
-			bufPool.Put((*[maxDatagram]byte)(pk.buf))
-			return n, UnmapAddrPort(pk.src), pk.err
-		}
-		select {
-		case <-r.ready:
-		case <-r.done:
-			return 0, netip.AddrPort{}, net.ErrClosed
-		case <-expired:
-			return 0, netip.AddrPort{}, os.ErrDeadlineExceeded
-		}
-	}
+	n := copy(b, pk.buf[:pk.n])
+	bufPool.Put(pk.buf)
+	return n, UnmapAddrPort(pk.src), pk.err
 }
 
-func (r *chanReader) take() (packet, bool) {
-	n := uint32(len(r.queues))
-	first := r.next.Load()
-	for i := range n {
-		k := (first + i) % n
-		select {
-		case pk := <-r.queues[k]:
-			r.next.Store(k + 1)
-			for _, q := range r.queues {
-				if len(q) > 0 {
-					r.signal()
-					break
-				}
-			}
-			return pk, true
-		default:
-		}
-	}
-	return packet{}, false
-}
-
-func (r *chanReader) signal() {
-	select {
-	case r.ready <- struct{}{}:
-	default:
-	}
-}
-
-func (r *chanReader) start() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.started.Load() || r.closed {
-		return
-	}
-	r.wg.Add(len(r.conns))
-	for i, c := range r.conns {
-		go r.run(c, r.queues[i])
-	}
-	r.started.Store(true)
-}
-
-func (r *chanReader) run(c *net.UDPConn, q chan<- packet) {
-	defer r.wg.Done()
+// readLoop reads from socket i.
+func (r *chanReader) readLoop(i int) {
 	for {
 		buf := bufPool.Get().(*[maxDatagram]byte)
-		n, src, err := c.ReadFromUDPAddrPort(buf[:])
+		n, src, err := r.conns[i].ReadFromUDPAddrPort(buf[:])
 		if errors.Is(err, net.ErrClosed) {
 			bufPool.Put(buf)
 			return
 		}
 		if err != nil {
-			// Pass on the cause; PacketConn wraps it.
 			var oe *net.OpError
 			if errors.As(err, &oe) {
-				err = oe.Err
+				err = oe.Err // PacketConn wraps the cause
 			}
 		}
-		select {
-		case q <- packet{buf[:], n, src, err}:
-			r.signal()
-		case <-r.done:
+		if !r.in.put(i, packet{buf, n, src, err}) {
 			bufPool.Put(buf)
 			return
 		}
@@ -363,21 +282,18 @@ func (r *chanReader) run(c *net.UDPConn, q chan<- packet) {
 }
 
 func (r *chanReader) setReadDeadline(t time.Time) error {
-	r.dl.set(t)
+	r.in.dl.set(t)
 	return nil
 }
 
 func (r *chanReader) close() error {
-	r.mu.Lock()
-	r.closed = true
-	r.mu.Unlock()
-	close(r.done)
+	r.in.close()
 	var first error
 	for _, c := range r.conns {
 		if err := c.Close(); err != nil && first == nil {
 			first = err
 		}
 	}
-	r.wg.Wait()
+	r.in.wait(func(pk packet) { bufPool.Put(pk.buf) })
 	return first
 }
