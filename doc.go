@@ -66,8 +66,8 @@ package dualstack
 // that bind next to an existing more specific socket (macOS, the BSDs), the
 // existing socket keeps its traffic. Ephemeral ports never get SO_REUSEADDR.
 
-// BUG(dualstack): Off Linux, Separate mode's Accept takes connections from
-// a goroutine a socket. Under a tight Accept loop the order between the
-// families follows the Go scheduler, which may serve one socket alone for up
-// to a scheduling time slice; on Linux Accept serves ready sockets strictly
-// in turn.
+// BUG(dualstack): Off Linux, Separate mode's Accept, and PacketConn's reads
+// on several sockets, take connections and packets from a goroutine a
+// socket. Under a tight loop the order between the families follows the
+// Go scheduler, which may serve one socket alone for up to a scheduling
+// time slice; on Linux both serve ready sockets strictly in turn.

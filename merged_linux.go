@@ -138,9 +138,11 @@ func (m *epollAcceptor) accept() (*net.TCPConn, error) {
 	}
 	// Read checks the deadline, calls poll, and parks until the epoll
 	// descriptor is readable for as long as poll returns false.
+	// A Read that fails after Close reports the closed epoll file; say
+	// what the listener's callers expect.
 	err = rc.Read(m.ready)
 	switch {
-	case m.isClosed():
+	case err != nil && m.isClosed():
 		return nil, m.opError("accept", net.ErrClosed)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return nil, m.opError("accept", os.ErrDeadlineExceeded)
