@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 
 	"runtime"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/dualstack-go/dualstack/internal/netns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // runDoctor runs doctor -json with a small shadowing check and parses the
@@ -132,6 +134,43 @@ func TestDoctorBindV6Only(t *testing.T) {
 	assert.Equal(t, "net.ipv6.bindv6only = 1", r.V6Only.Source)
 	ds := listenerOf(t, r, `dualstack.Listen("tcp", ":0")`)
 	assert.True(t, ds.IPv4 && ds.IPv6, "dualstack still serves both: %+v", ds)
+}
+
+// TestDoctorExitsOneWhenChecksFail: with no descriptor to spare, the
+// checks cannot run; doctor still prints its report, says which checks
+// failed, and exits 1.
+func TestDoctorExitsOneWhenChecksFail(t *testing.T) {
+	var saved unix.Rlimit
+	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &saved))
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	low := saved
+	low.Cur = uint64(len(ents) + 4)
+	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &low))
+	var fillers []*os.File
+	defer func() {
+		for _, f := range fillers {
+			f.Close()
+		}
+		unix.Setrlimit(unix.RLIMIT_NOFILE, &saved)
+	}()
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			break
+		}
+		fillers = append(fillers, f)
+	}
+
+	var out bytes.Buffer
+	code := run([]string{"-held", "4", "-binds", "2"}, nil, &out, io.Discard)
+	for _, f := range fillers {
+		f.Close()
+	}
+	fillers = nil
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out.String(), "Checks that could not run:")
+	assert.Contains(t, out.String(), "too many open files")
 }
 
 // TestListenEchoes runs listen and exchanges a token over 127.0.0.1 and
