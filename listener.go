@@ -82,8 +82,9 @@ type ListenConfig struct {
 	// Control, if not nil, is called after a socket is created and our
 	// options (IPV6_V6ONLY, SO_REUSEADDR) are set, before it is bound, as
 	// in [net.ListenConfig]. It is called for every socket that the
-	// listener will hold, with network "tcp4" or "tcp6" and the address
-	// being bound; not for the probes that pick a port and are closed.
+	// listener will hold, with network "tcp4" or "tcp6" ("udp4" or "udp6"
+	// for ListenPacket) and the address being bound; not for the probes
+	// that pick a port and are closed.
 	Control func(network, address string, c syscall.RawConn) error
 
 	// KeepAlive is the keep-alive period of accepted connections, as in
@@ -177,6 +178,17 @@ func handOver[T io.Closer](r bound, conv func(socket) (T, error)) ([]T, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// closeAll closes every one of cs and returns the first error.
+func closeAll[T io.Closer](cs []T) error {
+	var first error
+	for _, c := range cs {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 func toTCPListener(s socket) (*net.TCPListener, error) {

@@ -218,12 +218,7 @@ func (m *chanAcceptor) close() error {
 	if !m.in.close() {
 		return m.opError("close", net.ErrClosed)
 	}
-	var first error
-	for _, ln := range m.lns {
-		if err := ln.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
+	first := closeAll(m.lns)
 	// Close what was accepted but not handed out.
 	m.in.wait(func(a accepted) {
 		if a.c != nil {

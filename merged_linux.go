@@ -205,13 +205,7 @@ func (m *epollAcceptor) close() error {
 		m.ep.Close()
 	}
 	m.epMu.Unlock()
-	var first error
-	for _, ln := range m.lns {
-		if err := ln.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return closeAll(m.lns)
 }
 
 func (m *epollAcceptor) setDeadline(t time.Time) error {

@@ -288,12 +288,7 @@ func (r *chanReader) setReadDeadline(t time.Time) error {
 
 func (r *chanReader) close() error {
 	r.in.close()
-	var first error
-	for _, c := range r.conns {
-		if err := c.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
+	first := closeAll(r.conns)
 	r.in.wait(func(pk packet) { bufPool.Put(pk.buf) })
 	return first
 }

@@ -203,11 +203,5 @@ func (r *epollReader) close() error {
 	// Closing the epoll descriptor wakes a parked read; closing the
 	// sockets fails one that is past the wait.
 	r.ep.Close()
-	var first error
-	for _, c := range r.conns {
-		if err := c.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return closeAll(r.conns)
 }
