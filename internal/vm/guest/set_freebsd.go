@@ -1,0 +1,28 @@
+package guest
+
+import "testing"
+
+// Set sets an integer sysctl for the rest of the test and restores it when
+// the test ends. It calls Own first.
+func Set(tb testing.TB, name string, value int) {
+	tb.Helper()
+	Own(tb)
+	old, err := SetSysctlInt(name, value)
+	if err != nil {
+		tb.Fatalf("set %s=%d: %v", name, value, err)
+	}
+	tb.Cleanup(func() {
+		if _, err := SetSysctlInt(name, old); err != nil {
+			tb.Errorf("restore %s=%d: %v", name, old, err)
+		}
+	})
+}
+
+// PortRange narrows the ephemeral port range to lo..hi for the rest of the
+// test: net.inet.ip.portrange.first and .last, which IPv6 shares on
+// FreeBSD.
+func PortRange(tb testing.TB, lo, hi int) {
+	tb.Helper()
+	Set(tb, "net.inet.ip.portrange.first", lo)
+	Set(tb, "net.inet.ip.portrange.last", hi)
+}
