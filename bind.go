@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"syscall"
 )
 
@@ -13,9 +14,29 @@ import (
 
 // endpoint is one socket that a listener is to hold.
 type endpoint struct {
-	addr netip.Addr // IPv4 in its 4-byte form; IPv6 may carry a zone
-	dual bool       // the IPv6 wildcard with IPV6_V6ONLY cleared: Single mode
+	addr  netip.Addr // IPv4 in its 4-byte form; IPv6 may carry a zone
+	dual  bool       // the IPv6 wildcard with IPV6_V6ONLY cleared: Single mode
+	guard guardKind  // asked, or why the listener holds it
 }
+
+// guardKind says whether an endpoint is one the caller asked for or a
+// guard: a socket that holds an address of the port so that no later
+// program can bind it and take the listener's traffic (see osFacts.guards).
+type guardKind uint8
+
+const (
+	// asked: an address the caller asked for.
+	asked guardKind = iota
+	// guardListening: the loopback address of a family that the listener
+	// serves on a wildcard. It listens, and what it accepts or reads is
+	// the listener's: a bound socket that did not listen would take the
+	// loopback traffic and refuse it (FreeBSD, XNU tcp_input).
+	guardListening
+	// guardBound: the wildcard of a family that the listener serves on
+	// specific addresses only. It is bound and never listens, so
+	// connections to the port's other addresses are refused as before.
+	guardBound
+)
 
 func (e endpoint) family() family {
 	if e.addr.Is4() {
@@ -26,18 +47,29 @@ func (e endpoint) family() family {
 
 // role names the socket in error messages.
 func (e endpoint) role() string {
-	if e.dual {
+	switch {
+	case e.dual:
 		return "dual-stack socket"
+	case e.guard == guardListening:
+		return e.family().String() + " loopback guard"
+	case e.guard == guardBound:
+		return e.family().String() + " wildcard guard"
 	}
 	return e.family().String() + " socket"
 }
+
+// listens reports whether the endpoint's socket listens (TCP) or is read
+// from (UDP): every one but a bound guard.
+func (e endpoint) listens() bool { return e.guard != guardBound }
 
 // plan is what one Listen or ListenPacket call binds: every endpoint, on
 // one port.
 type plan struct {
 	proto proto
 	port  uint16     // 0: one port chosen for all endpoints
-	eps   []endpoint // IPv4 first
+	eps   []endpoint // the addresses asked for, IPv4 first
+	// guards are the guard endpoints the binder adds (binder.guarded).
+	guards []endpoint
 	// fallback4 reports whether the IPv6 endpoints are dropped where the
 	// host cannot serve IPv6 (Auto mode).
 	fallback4 bool
@@ -53,7 +85,7 @@ func (p plan) has(f family) bool {
 }
 
 // only4 returns the plan without its IPv6 endpoints, and whether that
-// leaves anything to bind.
+// leaves anything to bind. Its guards are to be made again.
 func (p plan) only4() (plan, bool) {
 	var eps []endpoint
 	for _, ep := range p.eps {
@@ -61,8 +93,13 @@ func (p plan) only4() (plan, bool) {
 			eps = append(eps, ep)
 		}
 	}
-	p.eps, p.fallback4 = eps, false
+	p.eps, p.guards, p.fallback4 = eps, nil, false
 	return p, len(eps) > 0
+}
+
+// all returns the endpoints to bind: those asked for, then the guards.
+func (p plan) all() []endpoint {
+	return append(p.eps[:len(p.eps):len(p.eps)], p.guards...)
 }
 
 // mode returns the mode that a listener bound from the plan is in.
@@ -81,18 +118,16 @@ type binder struct {
 	attempts int
 }
 
-// bound is a plan carried out: one socket an endpoint, all on port.
+// bound is a plan carried out: one socket an endpoint, all on port. The
+// endpoints are those asked for, IPv4 first, then the guards; a guard
+// whose address no interface has is left out.
 type bound struct {
 	socks []socket
 	eps   []endpoint
 	port  uint16
 }
 
-func (r bound) close() {
-	for _, s := range r.socks {
-		s.close()
-	}
-}
+func (r bound) close() { r.closeExcept(nil) }
 
 // bindError is the failure of one socket of a plan.
 type bindError struct {
@@ -127,10 +162,10 @@ func lacksIPv6(err error) bool {
 // bind carries out p: every endpoint bound on one port and listening, or
 // an error and nothing left open.
 func (b *binder) bind(p plan) (bound, error) {
-	r, err := b.retry(p)
+	r, err := b.retry(b.guarded(p))
 	if err != nil && p.fallback4 && lacksIPv6(err) {
 		if p4, ok := p.only4(); ok {
-			return b.retry(p4)
+			return b.retry(b.guarded(p4))
 		}
 	}
 	if err != nil && lacksIPv6(err) && p.has(inet4) {
@@ -142,15 +177,74 @@ func (b *binder) bind(p plan) (bound, error) {
 	return r, err
 }
 
+// guarded returns p with the guards that the OS needs (osFacts.guards):
+// the loopback address of each family served on a wildcard, and the
+// wildcard of each family served on specific addresses only.
+func (b *binder) guarded(p plan) plan {
+	if !b.os.guards {
+		return p
+	}
+	var wild, specific [7]bool // by family
+	for _, ep := range p.eps {
+		switch {
+		case ep.dual:
+			wild[inet4], wild[inet6] = true, true
+		case ep.addr.IsUnspecified():
+			wild[ep.family()] = true
+		default:
+			specific[ep.family()] = true
+		}
+	}
+	for _, f := range []family{inet4, inet6} {
+		switch {
+		case wild[f]:
+			lo := loopback(f)
+			if !slices.ContainsFunc(p.eps, func(e endpoint) bool { return e.addr == lo }) {
+				p.guards = append(p.guards, endpoint{addr: lo, guard: guardListening})
+			}
+		case specific[f]:
+			p.guards = append(p.guards, endpoint{addr: unspecified(f), guard: guardBound})
+		}
+	}
+	return p
+}
+
+func loopback(f family) netip.Addr {
+	if f == inet4 {
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	return netip.IPv6Loopback()
+}
+
+func unspecified(f family) netip.Addr {
+	if f == inet4 {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
+}
+
 // retry runs one attempt after another while an ephemeral bind finds its
-// port taken, up to b.attempts.
+// port taken, up to b.attempts. The socket that picked the port of a
+// failed attempt stays bound until the end, so that the kernel's search
+// does not offer that port again; otherwise, on kernels whose search runs
+// on from a random start to the next free port (FreeBSD), the ports just
+// after ones held by the other family would rarely be picked.
 func (b *binder) retry(p plan) (bound, error) {
 	try := b.listenSeparate
 	if p.mode() == Single {
 		try = b.listenSingle
 	}
+	var held []socket
+	defer func() {
+		for _, s := range held {
+			s.close()
+		}
+	}()
 	for n := 1; ; n++ {
-		r, err := try(p)
+		r, picker, err := try(p)
+		if picker != nil {
+			held = append(held, picker)
+		}
 		if err == nil || p.port != 0 || !b.portTaken(err) {
 			return r, err
 		}
@@ -175,81 +269,140 @@ func (b *binder) portTaken(err error) bool {
 // elsewhere the first endpoint, IPv4 where there is one, because the IPv6
 // port search of those kernels ignores AF_INET sockets. The other binds
 // then fail if their half of the port is taken, and the caller retries.
-func (b *binder) listenSeparate(p plan) (r bound, err error) {
-	r = bound{eps: p.eps, port: p.port}
+// On such a failure the first endpoint's socket is returned open as the
+// picker, for the caller to hold; everything else is closed.
+func (b *binder) listenSeparate(p plan) (r bound, picker socket, err error) {
+	r = bound{port: p.port}
 	defer func() {
 		if err != nil {
-			r.close()
+			r.closeExcept(picker)
 			r = bound{}
 		}
 	}()
-	eps := p.eps
+	eps := p.all()
 	if r.port == 0 {
 		if b.os.dualProbe && p.has(inet4) && p.has(inet6) {
 			probe, port, err := b.bindProbe(p, inet6)
 			if err != nil {
-				return r, err
+				return r, nil, err
 			}
 			probe.close()
 			r.port = port
 		} else {
 			s, port, err := b.bindEndpoint(p, eps[0], 0)
 			if err != nil {
-				return r, err
+				return r, nil, err
 			}
-			r.socks = append(r.socks, s)
+			r.add(s, eps[0])
 			r.port = port
 			eps = eps[1:]
+			picker = s
 		}
 	}
+	if err := b.bindAll(p, &r, eps); err != nil {
+		return r, picker, err
+	}
+	return r, nil, b.listenAll(r)
+}
+
+// bindAll binds the socket of each endpoint on r.port. A guard whose
+// address no interface has is left out: no other program can bind it
+// either.
+func (b *binder) bindAll(p plan, r *bound, eps []endpoint) error {
 	for _, ep := range eps {
 		s, _, err := b.bindEndpoint(p, ep, r.port)
 		if err != nil {
-			return r, err
+			if ep.guard != asked && notAssignable(err) {
+				continue
+			}
+			return err
 		}
-		r.socks = append(r.socks, s)
+		r.add(s, ep)
 	}
-	return r, b.listenAll(r)
+	return nil
 }
 
 // listenSingle binds Single mode's one dual-stack socket, the way the OS
-// allows it to be done safely.
-func (b *binder) listenSingle(p plan) (r bound, err error) {
+// allows it to be done safely, and its guards. On a failure after the
+// probe picked the port, the probe is returned open as the picker.
+func (b *binder) listenSingle(p plan) (r bound, picker socket, err error) {
+	defer func() {
+		if err != nil {
+			r.close()
+			r = bound{}
+		}
+	}()
 	ep := p.eps[0]
-	var s socket
 	switch b.os.single {
 	case singleDirect:
-		s, r.port, err = b.bindEndpoint(p, ep, p.port)
+		s, port, err := b.bindEndpoint(p, ep, p.port)
+		if err != nil {
+			return r, nil, err
+		}
+		r.add(s, ep)
+		r.port = port
+		err = b.bindAll(p, &r, p.guards)
+		if err != nil {
+			return r, nil, err
+		}
 	case singleHeldProbe:
 		// While the probe holds the IPv4 side of the port, no other
 		// AF_INET socket can bind it and take IPv4 traffic from ours.
-		probe, port, perr := b.bindProbe(p, inet4)
-		if perr != nil {
-			return bound{}, perr
+		probe, port, err := b.bindProbe(p, inet4)
+		if err != nil {
+			return r, nil, err
 		}
-		s, r.port, err = b.bindEndpoint(p, ep, port)
+		s, _, err := b.bindEndpoint(p, ep, port)
+		if err == nil {
+			r.add(s, ep)
+			r.port = port
+			err = b.bindAll(p, &r, p.guards)
+		}
+		if err != nil {
+			return r, probe, err
+		}
 		probe.close()
 	default:
-		return bound{}, fmt.Errorf("dualstack: Single mode is not supported on %s: %s: %w",
+		return r, nil, fmt.Errorf("dualstack: Single mode is not supported on %s: %s: %w",
 			b.os.goos, b.os.singleWhy, errors.ErrUnsupported)
 	}
-	if err != nil {
-		return bound{}, err
-	}
-	r.socks, r.eps = []socket{s}, p.eps
-	if err := b.listenAll(r); err != nil {
-		s.close()
-		return bound{}, err
-	}
-	return r, nil
+	return r, nil, b.listenAll(r)
 }
 
-// listenAll starts listening on every socket, once all are bound. It
-// closes nothing: its callers do on error.
+func (r *bound) add(s socket, ep endpoint) {
+	r.socks = append(r.socks, s)
+	r.eps = append(r.eps, ep)
+}
+
+// closeExcept closes every socket but keep.
+func (r bound) closeExcept(keep socket) {
+	for _, s := range r.socks {
+		if s != keep {
+			s.close()
+		}
+	}
+}
+
+// listenAll starts listening on every socket that listens, once all are
+// bound: the guards first, so that no connection to a guarded loopback
+// address meets a guard that is bound but not yet listening, which would
+// refuse it. It closes nothing: its callers do on error.
 func (b *binder) listenAll(r bound) error {
+	for _, guards := range []bool{true, false} {
+		if err := b.listenSome(r, guards); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *binder) listenSome(r bound, guards bool) error {
 	for i, s := range r.socks {
+		ep := r.eps[i]
+		if !ep.listens() || (ep.guard != asked) != guards {
+			continue
+		}
 		if err := s.listen(); err != nil {
-			ep := r.eps[i]
 			return &bindError{role: ep.role(), fam: ep.family(), addr: netip.AddrPortFrom(ep.addr, r.port), err: err}
 		}
 	}
@@ -264,13 +417,16 @@ func (b *binder) reuseAddr(p plan) bool {
 }
 
 // bindEndpoint opens and binds the socket of one endpoint. The user's
-// Control runs on it.
+// Control runs on it. A guard gets SO_REUSEADDR, TCP or UDP: the kernels
+// that need guards (osFacts.guards) refuse a more specific address next
+// to our own wildcard, or a wildcard next to our own specific address,
+// without it, and on them it lets no one share the guard's address.
 func (b *binder) bindEndpoint(p plan, ep endpoint, port uint16) (socket, uint16, error) {
 	o := sockOpts{
 		proto:     p.proto,
 		family:    ep.family(),
 		v6only:    ep.family() == inet6 && !ep.dual,
-		reuseAddr: b.reuseAddr(p),
+		reuseAddr: b.reuseAddr(p) || ep.guard != asked,
 		exclusive: b.os.exclusive,
 		control:   b.control,
 	}

@@ -1,4 +1,4 @@
-//go:build linux
+//go:build unix
 
 package dualstack
 
@@ -33,6 +33,7 @@ type traceSocket struct {
 	t     *traceSockets
 	o     sockOpts
 	id    int
+	addr  netip.AddrPort // as bound
 	inner socket
 }
 
@@ -103,6 +104,7 @@ func (s *traceSocket) bind(a netip.AddrPort) (uint16, error) {
 	} else if port == 0 {
 		port = 40000
 	}
+	s.addr = netip.AddrPortFrom(a.Addr(), port)
 	s.t.record("bind %v", a)
 	return port, nil
 }
@@ -112,7 +114,7 @@ func (s *traceSocket) listen() error {
 		s.t.record("listen: %v", err)
 		return os.NewSyscallError("listen", err)
 	}
-	s.t.record("listen %s", s.o.family)
+	s.t.record("listen %v", s.addr)
 	if s.inner != nil {
 		return s.inner.listen()
 	}
@@ -123,7 +125,7 @@ func (s *traceSocket) close() error {
 	s.t.mu.Lock()
 	s.t.open--
 	s.t.mu.Unlock()
-	s.t.record("close %s", s.o.family)
+	s.t.record("close %v", s.addr)
 	if s.inner != nil {
 		return s.inner.close()
 	}
@@ -148,61 +150,83 @@ func TestAlgorithmTraces(t *testing.T) {
 	}{
 		// Linux: a dual-stack probe picks the port for both halves, is
 		// closed, then each half is bound; listen only once all are bound.
+		// No guards: Linux refuses later binds next to a listener.
 		{"linux", Separate, ":0", []string{
-			"socket IPv6 v6only=0", "bind [::]:0", "close IPv6",
+			"socket IPv6 v6only=0", "bind [::]:0", "close [::]:40000",
 			"socket IPv4", "bind 0.0.0.0:40000",
 			"socket IPv6 v6only=1", "bind [::]:40000",
-			"listen IPv4", "listen IPv6",
+			"listen 0.0.0.0:40000", "listen [::]:40000",
 		}},
 		// Explicit ports keep SO_REUSEADDR as Go sets it, and need no probe.
 		{"linux", Separate, ":8080", []string{
 			"socket IPv4 SO_REUSEADDR", "bind 0.0.0.0:8080",
 			"socket IPv6 v6only=1 SO_REUSEADDR", "bind [::]:8080",
-			"listen IPv4", "listen IPv6",
+			"listen 0.0.0.0:8080", "listen [::]:8080",
 		}},
 		// Linux checks both families on a dual-stack bind: one bind.
-		{"linux", Single, ":0", []string{"socket IPv6 v6only=0", "bind [::]:0", "listen IPv6"}},
+		{"linux", Single, ":0", []string{"socket IPv6 v6only=0", "bind [::]:0", "listen [::]:40000"}},
 		{"linux", Separate, "localhost:0", []string{
-			"socket IPv6 v6only=0", "bind [::]:0", "close IPv6",
+			"socket IPv6 v6only=0", "bind [::]:0", "close [::]:40000",
 			"socket IPv4", "bind 127.0.0.1:40000",
 			"socket IPv6 v6only=1", "bind [::1]:40000",
-			"listen IPv4", "listen IPv6",
+			"listen 127.0.0.1:40000", "listen [::1]:40000",
 		}},
 		// macOS: the AF_INET socket picks the port, without SO_REUSEADDR,
-		// because macOS's IPv6 port search ignores AF_INET sockets.
+		// because macOS's IPv6 port search ignores AF_INET sockets. Then
+		// the loopback guards, with SO_REUSEADDR (without it the kernel
+		// refuses them next to our own wildcards), listening first.
 		{"darwin", Separate, ":0", []string{
 			"socket IPv4", "bind 0.0.0.0:0",
 			"socket IPv6 v6only=1", "bind [::]:40000",
-			"listen IPv4", "listen IPv6",
+			"socket IPv4 SO_REUSEADDR", "bind 127.0.0.1:40000",
+			"socket IPv6 v6only=1 SO_REUSEADDR", "bind [::1]:40000",
+			"listen 127.0.0.1:40000", "listen [::1]:40000",
+			"listen 0.0.0.0:40000", "listen [::]:40000",
 		}},
 		// macOS Single: an AF_INET probe holds the IPv4 side while the
-		// dual-stack socket binds.
+		// dual-stack socket and the guards bind.
 		{"darwin", Single, ":0", []string{
 			"socket IPv4", "bind 0.0.0.0:0",
 			"socket IPv6 v6only=0", "bind [::]:40000",
-			"close IPv4", "listen IPv6",
+			"socket IPv4 SO_REUSEADDR", "bind 127.0.0.1:40000",
+			"socket IPv6 v6only=1 SO_REUSEADDR", "bind [::1]:40000",
+			"close 0.0.0.0:40000",
+			"listen 127.0.0.1:40000", "listen [::1]:40000", "listen [::]:40000",
 		}},
 		{"darwin", Single, ":8080", []string{
 			"socket IPv4 SO_REUSEADDR", "bind 0.0.0.0:8080",
 			"socket IPv6 v6only=0 SO_REUSEADDR", "bind [::]:8080",
-			"close IPv4", "listen IPv6",
+			"socket IPv4 SO_REUSEADDR", "bind 127.0.0.1:8080",
+			"socket IPv6 v6only=1 SO_REUSEADDR", "bind [::1]:8080",
+			"close 0.0.0.0:8080",
+			"listen 127.0.0.1:8080", "listen [::1]:8080", "listen [::]:8080",
 		}},
-		{"freebsd", Separate, ":0", []string{
-			"socket IPv4", "bind 0.0.0.0:0",
-			"socket IPv6 v6only=1", "bind [::]:40000",
-			"listen IPv4", "listen IPv6",
+		// FreeBSD localhost: the wildcards are held by bound guards, which
+		// never listen.
+		{"freebsd", Separate, "localhost:0", []string{
+			"socket IPv4", "bind 127.0.0.1:0",
+			"socket IPv6 v6only=1", "bind [::1]:40000",
+			"socket IPv4 SO_REUSEADDR", "bind 0.0.0.0:40000",
+			"socket IPv6 v6only=1 SO_REUSEADDR", "bind [::]:40000",
+			"listen 127.0.0.1:40000", "listen [::1]:40000",
+		}},
+		// One family: one guard.
+		{"freebsd", Separate, "[::1]:0", []string{
+			"socket IPv6 v6only=1", "bind [::1]:0",
+			"socket IPv6 v6only=1 SO_REUSEADDR", "bind [::]:40000",
+			"listen [::1]:40000",
 		}},
 		{"openbsd", Separate, ":0", []string{
 			"socket IPv4", "bind 0.0.0.0:0",
 			"socket IPv6 v6only=1", "bind [::]:40000",
-			"listen IPv4", "listen IPv6",
+			"listen 0.0.0.0:40000", "listen [::]:40000",
 		}},
 		// Windows: SO_EXCLUSIVEADDRUSE on both, IPv4 first, never
 		// SO_REUSEADDR.
 		{"windows", Separate, ":8080", []string{
 			"socket IPv4 SO_EXCLUSIVEADDRUSE", "bind 0.0.0.0:8080",
 			"socket IPv6 v6only=1 SO_EXCLUSIVEADDRUSE", "bind [::]:8080",
-			"listen IPv4", "listen IPv6",
+			"listen 0.0.0.0:8080", "listen [::]:8080",
 		}},
 	}
 	for _, tc := range tests {
@@ -221,20 +245,25 @@ func TestAlgorithmTraces(t *testing.T) {
 	}
 }
 
-// TestUDPNeverReuses: UDP sockets get neither SO_REUSEADDR nor
-// SO_REUSEPORT, explicit port or not.
+// TestUDPNeverReuses: the UDP sockets asked for get neither SO_REUSEADDR
+// nor SO_REUSEPORT, explicit port or not; guards get SO_REUSEADDR alone,
+// which on the kernels that need them lets no one share their address.
 func TestUDPNeverReuses(t *testing.T) {
 	t.Parallel()
 	for _, goos := range []string{"linux", "darwin", "freebsd"} {
-		for _, address := range []string{":0", ":8080"} {
+		for _, address := range []string{":0", ":8080", "localhost:0"} {
 			ts := &traceSockets{}
 			lc := ListenConfig{Mode: Separate}
 			p, err := lc.plan(context.Background(), hostSystem, udp, "udp", address)
 			require.NoError(t, err)
-			_, err = lc.binder(system{api: ts, facts: factsFor(goos)}).bind(p)
+			r, err := lc.binder(system{api: ts, facts: factsFor(goos)}).bind(p)
 			require.NoError(t, err)
+			for i, s := range r.socks {
+				o := s.(*traceSocket).o
+				assert.Equal(t, r.eps[i].guard != asked, o.reuseAddr, "%s %s: %v", goos, address, r.eps[i])
+			}
 			for _, line := range ts.log {
-				assert.NotContains(t, line, "SO_REUSE", "%s %s: %v", goos, address, ts.log)
+				assert.NotContains(t, line, "SO_REUSEPORT", "%s %s: %v", goos, address, ts.log)
 			}
 		}
 	}
@@ -382,16 +411,19 @@ func TestNoIPv6Kernel(t *testing.T) {
 	}
 }
 
-// TestForeignAlgorithmsOnLinux runs the Separate algorithm of every OS
-// against the real Linux kernel: whatever picks the port, the halves end
-// on one port and both families reach the listener.
-func TestForeignAlgorithmsOnLinux(t *testing.T) {
+// TestForeignAlgorithmsOnHost runs the Separate algorithm of every OS
+// against the host's kernel: whatever picks the port, the halves end on one
+// port and both families reach the listener. Guards are bound only where
+// the host's own algorithm binds them: a kernel that needs none (Linux)
+// refuses them next to our own wildcard.
+func TestForeignAlgorithmsOnHost(t *testing.T) {
 	t.Parallel()
 	for _, goos := range []string{"linux", "darwin", "freebsd", "netbsd", "openbsd", "dragonfly", "illumos", "windows", "plan9"} {
 		t.Run(goos, func(t *testing.T) {
 			t.Parallel()
 			sys := hostSystem
 			sys.facts = factsFor(goos)
+			sys.facts.guards = sys.facts.guards && hostFacts.guards
 			for _, address := range []string{":0", "localhost:0"} {
 				ln, err := (&ListenConfig{Mode: Separate}).listen(context.Background(), sys, "tcp", address)
 				require.NoError(t, err)

@@ -1,4 +1,4 @@
-//go:build linux
+//go:build unix
 
 package dualstack_test
 
@@ -48,7 +48,8 @@ func pair(t testing.TB, ln net.Listener, host string) (client, server net.Conn) 
 func TestSingleConnAddrs(t *testing.T) {
 	t.Parallel()
 	ln := listenSingle(t)
-	for _, host := range []string{"127.0.0.1", "::1"} {
+	mapped := mappedHost(t)
+	for _, host := range []string{mapped, "127.0.0.1", "::1"} {
 		client, server := pair(t, ln, host)
 		sc, ok := server.(dualstack.Conn)
 		require.True(t, ok, "Single mode accepts a dualstack.Conn, got %T", server)
@@ -58,13 +59,14 @@ func TestSingleConnAddrs(t *testing.T) {
 		assert.Equal(t, client.LocalAddr().(*net.TCPAddr).AddrPort(), remote, "RemoteAddr is the client's address")
 		assert.Equal(t, host, remote.Addr().String())
 		assert.Equal(t, host, local.Addr().String())
-		assert.Equal(t, host == "127.0.0.1", remote.Addr().Is4())
+		assert.Equal(t, host != "::1", remote.Addr().Is4())
 		assert.Equal(t, remote.String(), server.RemoteAddr().String())
 
 		raw := sc.NetConn().(*net.TCPConn).RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
-		if host == "127.0.0.1" {
+		switch {
+		case host == mapped:
 			assert.True(t, raw.Is4In6(), "the kernel reports the IPv4 peer mapped: %v", raw)
-		} else {
+		case host == "::1":
 			assert.Equal(t, raw, remote.Addr())
 		}
 	}
@@ -74,7 +76,7 @@ func TestSingleConnAddrs(t *testing.T) {
 // on Single-mode connections, over both families.
 func TestSingleConnNettest(t *testing.T) {
 	ln := listenSingle(t)
-	for _, host := range []string{"127.0.0.1", "::1"} {
+	for _, host := range []string{mappedHost(t), "::1"} {
 		t.Run(host, func(t *testing.T) {
 			nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
 				c2, err = net.DialTimeout("tcp", hostPort(t, host, ln.Addr()), ioTimeout)
@@ -131,12 +133,13 @@ func TestSingleConnKeepsTCPConn(t *testing.T) {
 	var idle int
 	var linger *unix.Linger
 	raw.Control(func(fd uintptr) {
-		idle, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+		idle, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, tcpKeepIdle)
 		linger, _ = unix.GetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER)
 	})
 	assert.Equal(t, 77, idle)
 	require.NotNil(t, linger)
-	assert.Equal(t, unix.Linger{Onoff: 1, Linger: 3}, *linger)
+	assert.NotZero(t, linger.Onoff, "on (the BSDs answer with the option's flag)")
+	assert.EqualValues(t, 3, linger.Linger)
 
 	// CloseWrite half-closes: the client reads what was sent, then EOF,
 	// and can still write back.
@@ -237,7 +240,7 @@ func TestAllowlistSeesIPv4(t *testing.T) {
 	t.Parallel()
 	allow := netip.MustParsePrefix("127.0.0.0/8")
 	ln := listenSingle(t)
-	_, server := pair(t, ln, "127.0.0.1")
+	_, server := pair(t, ln, mappedHost(t))
 
 	ap := server.RemoteAddr().(*net.TCPAddr).AddrPort()
 	assert.True(t, allow.Contains(ap.Addr()), "normalized %v admitted", ap)

@@ -1,4 +1,4 @@
-//go:build linux
+//go:build unix
 
 package dualstack_test
 
@@ -158,9 +158,12 @@ func emfileServer() int {
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &saved); err != nil {
 		return fail("getrlimit: %v", err)
 	}
-	ents, _ := os.ReadDir("/proc/self/fd")
+	open, err := countFDs()
+	if err != nil {
+		return fail("count descriptors: %v", err)
+	}
 	low := saved
-	low.Cur = uint64(len(ents) + 16)
+	setLimit(&low.Cur, open+16)
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
 		return fail("setrlimit: %v", err)
 	}

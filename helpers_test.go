@@ -1,4 +1,4 @@
-//go:build linux
+//go:build unix
 
 package dualstack_test
 
@@ -18,6 +18,7 @@ import (
 
 	"github.com/dualstack-go/dualstack"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // ioTimeout bounds every blocking step of a test.
@@ -113,9 +114,45 @@ var acceptImpls = []struct {
 // openFDs counts the descriptors this process has open.
 func openFDs(t testing.TB) int {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
+	n, err := countFDs()
 	require.NoError(t, err)
-	return len(ents)
+	return n
+}
+
+// countFDs counts the descriptors this process has open: the entries of
+// /proc/self/fd on Linux, elsewhere the descriptors below the limit (at
+// most 4096) that fcntl(F_GETFD) finds open.
+func countFDs() (int, error) {
+	if runtime.GOOS == "linux" {
+		ents, err := os.ReadDir("/proc/self/fd")
+		return len(ents), err
+	}
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	n := 0
+	for fd := range min(lim.Cur, 4096) {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// loopbackName returns the name of the loopback interface: lo on Linux,
+// lo0 on the BSDs.
+func loopbackName(t testing.TB) string {
+	t.Helper()
+	ifs, err := net.Interfaces()
+	require.NoError(t, err)
+	for _, ifi := range ifs {
+		if ifi.Flags&net.FlagLoopback != 0 {
+			return ifi.Name
+		}
+	}
+	t.Fatal("no loopback interface")
+	return ""
 }
 
 // requireNoFDLeak fails the test if descriptors stay open that were not
@@ -179,4 +216,69 @@ func portOf(t testing.TB, a net.Addr) int {
 // hostPort joins host with the listener's port.
 func hostPort(t testing.TB, host string, a net.Addr) string {
 	return net.JoinHostPort(host, fmt.Sprint(portOf(t, a)))
+}
+
+// setLimit sets a resource limit's field, whose type differs by OS.
+func setLimit[T int64 | uint64](field *T, n int) { *field = T(n) }
+
+// wildcardDial records, by family, whether a connection to the unspecified
+// address reaches a listener of this host. FreeBSD 15 refuses one to
+// 0.0.0.0 unless net.inet.ip.connect_inaddr_wild is set.
+var wildcardDial sync.Map // "tcp4" or "tcp6" -> bool
+
+// dialsWildcard reports whether dialing a, if it is a wildcard address,
+// reaches a listener here, as it does for net.Listen's listeners; it is
+// true for a specific address.
+func dialsWildcard(t testing.TB, a net.Addr) bool {
+	t.Helper()
+	ap := a.(*net.TCPAddr).AddrPort()
+	if !ap.Addr().IsUnspecified() {
+		return true
+	}
+	network := "tcp6"
+	if ap.Addr().Unmap().Is4() {
+		network = "tcp4"
+	}
+	if ok, found := wildcardDial.Load(network); found {
+		return ok.(bool)
+	}
+	ln, err := net.Listen(network, ":0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), ioTimeout)
+	if err == nil {
+		c.Close()
+	} else {
+		t.Logf("dialing %v fails here, for net.Listen too: %v", ln.Addr(), err)
+	}
+	wildcardDial.Store(network, err == nil)
+	return err == nil
+}
+
+// mappedHost returns an IPv4 address of this host whose clients reach a
+// Single-mode listener's dual-stack socket, and so arrive IPv4-mapped:
+// 127.0.0.1 where the listener holds no loopback guards (Linux), else
+// 127.0.0.2 where it is a local address (the FreeBSD VM assigns it), else
+// the test is skipped.
+func mappedHost(t testing.TB) string {
+	t.Helper()
+	ln, err := (&dualstack.ListenConfig{Mode: dualstack.Single}).Listen(context.Background(), "tcp", ":0")
+	require.NoError(t, err)
+	defer ln.Close()
+	for _, host := range []string{"127.0.0.1", "127.0.0.2"} {
+		c, err := net.DialTimeout("tcp", hostPort(t, host, ln.Addr()), ioTimeout)
+		if err != nil {
+			continue
+		}
+		c.Close()
+		got, err := ln.Accept()
+		require.NoError(t, err)
+		mapped := got.(dualstack.Conn).NetConn().RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Is4In6()
+		got.Close()
+		if mapped {
+			return host
+		}
+	}
+	t.Skipf("no IPv4 address here reaches a Single listener's dual-stack socket (127.0.0.1 is guarded; 127.0.0.2 is not local)")
+	return ""
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -139,13 +140,13 @@ func (lc *ListenConfig) listen(ctx context.Context, sys system, network, address
 	if err != nil {
 		return nil, listenError(tcp, network, err)
 	}
-	lns, err := handOver(r, toTCPListener)
+	h, err := handOver(r, toTCPListener)
 	if err != nil {
 		return nil, listenError(tcp, network, err)
 	}
-	l, err := newListener(sys, lns, p.mode(), keepAliveFor(lc))
+	l, err := newListener(sys, h, p.mode(), keepAliveFor(lc))
 	if err != nil {
-		return nil, &net.OpError{Op: "listen", Net: network, Addr: lns[0].Addr(), Err: err}
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: h.conns[0].Addr(), Err: err}
 	}
 	return l, nil
 }
@@ -158,26 +159,64 @@ func (lc *ListenConfig) binder(sys system) *binder {
 	return &binder{api: sys.api, os: sys.facts, control: lc.Control, attempts: attempts}
 }
 
-// handOver turns bound sockets into the net package's types with conv,
-// which takes ownership of its socket. On error it closes everything,
-// converted or not.
-func handOver[T io.Closer](r bound, conv func(socket) (T, error)) ([]T, error) {
-	out := make([]T, 0, len(r.socks))
+// handedOver is a bound plan in the net package's types: a connection
+// (listener or UDP socket) for every endpoint that listens, those asked
+// for first, and the bound guards, held as they are.
+type handedOver[T io.Closer] struct {
+	conns []T
+	eps   []endpoint // of conns
+	asked int        // conns[:asked] are the endpoints asked for
+	held  []socket
+}
+
+// handOver turns the bound sockets that listen into the net package's
+// types with conv, which takes ownership of its socket. On error it closes
+// everything, converted or not.
+func handOver[T io.Closer](r bound, conv func(socket) (T, error)) (handedOver[T], error) {
+	var h handedOver[T]
 	for i, s := range r.socks {
+		ep := r.eps[i]
+		if !ep.listens() {
+			h.held = append(h.held, s)
+			continue
+		}
 		c, err := conv(s)
 		if err != nil {
-			for _, c := range out {
-				c.Close()
+			closeAll(h.conns)
+			for _, s := range h.held {
+				s.close()
 			}
 			for _, s := range r.socks[i+1:] {
 				s.close()
 			}
-			ep := r.eps[i]
-			return nil, &bindError{role: ep.role(), fam: ep.family(), addr: netip.AddrPortFrom(ep.addr, r.port), err: err}
+			return handedOver[T]{}, &bindError{role: ep.role(), fam: ep.family(), addr: netip.AddrPortFrom(ep.addr, r.port), err: err}
 		}
-		out = append(out, c)
+		h.conns = append(h.conns, c)
+		h.eps = append(h.eps, ep)
+		if ep.guard == asked {
+			h.asked++
+		}
 	}
-	return out, nil
+	return h, nil
+}
+
+// closeHeld closes the held guards.
+func closeHeld(held []socket) {
+	for _, s := range held {
+		s.close()
+	}
+}
+
+// mainAddr returns the address that Addr and LocalAddr report: the IPv6
+// wildcard where a wildcard is served on both families, as net.Listen
+// reports it (and connecting to it reaches the listener on FreeBSD, which
+// refuses connections to 0.0.0.0 unless net.inet.ip.connect_inaddr_wild is
+// set), else the first address, IPv4 where there is one.
+func mainAddr(addrs []net.Addr, eps []endpoint) net.Addr {
+	if len(eps) == 2 && eps[0].addr.IsUnspecified() && eps[1].addr.IsUnspecified() {
+		return addrs[1]
+	}
+	return addrs[0]
 }
 
 // closeAll closes every one of cs and returns the first error.
@@ -219,28 +258,39 @@ func listenError(pr proto, network string, err error) error {
 // Listener is a TCP listener on one port, on one or several sockets. It
 // implements [net.Listener]. Accepted connections are *[net.TCPConn], or in
 // Single mode a [Conn] that reports IPv4 peers unmapped.
+//
+// On macOS and FreeBSD the listener also holds guard sockets on its port,
+// which Addrs does not list: the loopback address of each family that it
+// serves on a wildcard, listening, and the wildcard of each family that it
+// serves on specific addresses only, bound. They keep later programs from
+// binding those addresses on the port and taking its traffic; connections
+// to a loopback guard are the listener's own, and Accept returns them as
+// it would from the wildcard socket.
 type Listener struct {
-	lns   []*net.TCPListener
-	addrs []net.Addr
-	mode  Mode
-	ka    keepAlive
-	m     acceptor // nil with one socket
+	lns      []*net.TCPListener // the sockets asked for, then the listening guards
+	addrs    []net.Addr         // of the sockets asked for
+	addr     net.Addr
+	held     []socket // the bound guards
+	heldOnce sync.Once
+	mode     Mode
+	ka       keepAlive
+	m        acceptor // nil with one socket
 }
 
 var _ net.Listener = (*Listener)(nil)
 
-// newListener makes a listener of lns. On error it closes them.
-func newListener(sys system, lns []*net.TCPListener, mode Mode, ka keepAlive) (*Listener, error) {
-	l := &Listener{lns: lns, mode: mode, ka: ka}
-	for _, ln := range lns {
+// newListener makes a listener of h. On error it closes everything.
+func newListener(sys system, h handedOver[*net.TCPListener], mode Mode, ka keepAlive) (*Listener, error) {
+	l := &Listener{lns: h.conns, held: h.held, mode: mode, ka: ka}
+	for _, ln := range h.conns[:h.asked] {
 		l.addrs = append(l.addrs, ln.Addr())
 	}
-	if len(lns) > 1 {
-		m, err := sys.merge(lns, l.addrs[0])
+	l.addr = mainAddr(l.addrs, h.eps[:h.asked])
+	if len(h.conns) > 1 {
+		m, err := sys.merge(h.conns, l.addr)
 		if err != nil {
-			for _, ln := range lns {
-				ln.Close()
-			}
+			closeAll(h.conns)
+			closeHeld(h.held)
 			return nil, err
 		}
 		l.m = m
@@ -278,15 +328,18 @@ func (l *Listener) Accept() (net.Conn, error) {
 // closed. Close returns once no goroutine of the listener is left.
 // Closing twice returns an error wrapping net.ErrClosed.
 func (l *Listener) Close() error {
+	l.heldOnce.Do(func() { closeHeld(l.held) })
 	if l.m != nil {
 		return l.m.close()
 	}
 	return l.lns[0].Close()
 }
 
-// Addr returns the first of Addrs: the IPv4 address where there is one.
-// Dialing it reaches this listener.
-func (l *Listener) Addr() net.Addr { return l.addrs[0] }
+// Addr returns the listener's address, as net.Listen would report it:
+// [::]:P for a wildcard served on both families, otherwise the first of
+// Addrs (IPv4 where there is one). Dialing it reaches this listener where
+// the OS lets a connection to a wildcard address reach the host.
+func (l *Listener) Addr() net.Addr { return l.addr }
 
 // Addrs returns every address the listener is bound to, IPv4 first, all
 // on one port. It returns a new slice on each call.

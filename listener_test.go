@@ -1,4 +1,4 @@
-//go:build linux
+//go:build unix
 
 package dualstack_test
 
@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,7 +19,6 @@ import (
 	"time"
 
 	"github.com/dualstack-go/dualstack"
-	"github.com/dualstack-go/dualstack/internal/netns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -30,6 +30,7 @@ var modes = []dualstack.Mode{dualstack.Auto, dualstack.Separate, dualstack.Singl
 // by a token exchange, which of 127.0.0.1 and ::1 reach the listener.
 func TestListenForms(t *testing.T) {
 	t.Parallel()
+	loopback := loopbackName(t)
 	type want struct {
 		v4, v6 bool // reached from 127.0.0.1, from ::1
 		addrs  []string
@@ -75,7 +76,7 @@ func TestListenForms(t *testing.T) {
 		{"IPv4-mapped literal is IPv4", "tcp", "[::ffff:127.0.0.1]:0", map[dualstack.Mode]want{
 			dualstack.Auto: {v4: true, addrs: []string{"127.0.0.1"}, mode: dualstack.Separate},
 		}},
-		{"zone-scoped IPv6 literal", "tcp", "[::1%lo]:0", map[dualstack.Mode]want{
+		{"zone-scoped IPv6 literal", "tcp", "[::1%" + loopback + "]:0", map[dualstack.Mode]want{
 			dualstack.Auto: {v6: true, addrs: []string{"::1"}, mode: dualstack.Separate},
 		}},
 		{"numeric zone", "tcp", "[::1%1]:0", map[dualstack.Mode]want{
@@ -133,12 +134,21 @@ func TestListenForms(t *testing.T) {
 					assert.Equal(t, port, portOf(t, a), "every socket on one port")
 				}
 				assert.Equal(t, w.addrs, hosts)
-				assert.Equal(t, ln.Addrs()[0], ln.Addr())
+				// Addr is what net.Listen would report: [::]:P for a
+				// wildcard on both families, else the first of Addrs.
+				wantAddr := ln.Addrs()[0]
+				if len(hosts) == 2 && hosts[0] == "0.0.0.0" {
+					wantAddr = ln.Addrs()[1]
+				}
+				assert.Equal(t, wantAddr, ln.Addr())
 
 				assert.Equal(t, w.v4, ts.reaches("tcp", hostPort(t, "127.0.0.1", ln.Addr())), "reached from 127.0.0.1")
 				assert.Equal(t, w.v6, ts.reaches("tcp", hostPort(t, "::1", ln.Addr())), "reached from ::1")
-				// Dialing Addr reaches the listener.
-				assert.True(t, ts.reaches("tcp", ln.Addr().String()), "reached through Addr %v", ln.Addr())
+				// Dialing Addr reaches the listener wherever dialing a
+				// net.Listen listener's wildcard address does.
+				if dialsWildcard(t, ln.Addr()) {
+					assert.True(t, ts.reaches("tcp", ln.Addr().String()), "reached through Addr %v", ln.Addr())
+				}
 			})
 		}
 	}
@@ -248,7 +258,7 @@ func TestExplicitPortHeld(t *testing.T) {
 				assert.Equal(t, "tcp", oe.Net)
 				require.NotNil(t, oe.Addr)
 				assert.Equal(t, port, portOf(t, oe.Addr))
-				assert.Regexp(t, `(IPv4|IPv6|dual-stack) socket: bind: address already in use`, err.Error())
+				assert.Regexp(t, `(IPv4|IPv6|dual-stack) (socket|port probe|loopback guard): bind: address already in use`, err.Error())
 				checkFDs()
 			})
 		}
@@ -261,8 +271,11 @@ func TestExplicitPortHeld(t *testing.T) {
 // Separate pair, lands on such ports.
 func TestEphemeralSkipsIPv4HeldPorts(t *testing.T) {
 	const lo, hi, held, binds = 40000, 40499, 400, 300
-	netns.Enter(t, netns.PortRange(lo, hi))
+	ownKernel(t)
+	ownPortRange(t, lo, hi)
 
+	// On FreeBSD net.Listen's own SO_REUSEADDR lets a 127.0.0.1:0 holder
+	// land on a port a 0.0.0.0 holder has: fewer ports than holders.
 	heldPorts := map[int]bool{}
 	for i := range held {
 		// A mix of specific and wildcard IPv4 holders.
@@ -275,7 +288,7 @@ func TestEphemeralSkipsIPv4HeldPorts(t *testing.T) {
 		defer h.Close()
 		heldPorts[portOf(t, h.Addr())] = true
 	}
-	require.Len(t, heldPorts, held)
+	require.Greater(t, len(heldPorts), held/2)
 
 	// The naive way lands on IPv4-held ports: the test can see the bug.
 	naive := 0
@@ -604,7 +617,7 @@ func testTemporaryErrorKeepsAccepting(t *testing.T, listen func(*dualstack.Liste
 	var saved unix.Rlimit
 	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &saved))
 	lowered := saved
-	lowered.Cur = uint64(openFDs(t) + 8)
+	setLimit(&lowered.Cur, openFDs(t)+8)
 	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &lowered))
 	var fillers []*os.File
 	release := func() {
@@ -807,14 +820,21 @@ func TestControl(t *testing.T) {
 			require.NoError(t, err)
 			port := portOf(t, ln.Addr())
 			ln.Close()
-			if mode == dualstack.Separate {
-				assert.Equal(t, []call{
-					{"tcp4", fmt.Sprintf("0.0.0.0:%d", port), -1},
-					{"tcp6", fmt.Sprintf("[::]:%d", port), 1},
-				}, calls)
-			} else {
-				assert.Equal(t, []call{{"tcp6", "[::]:0", 0}}, calls)
+			at := func(host string) string { return net.JoinHostPort(host, fmt.Sprint(port)) }
+			// The socket that picks the port sees port 0; on macOS and
+			// FreeBSD the loopback guards come last.
+			var want []call
+			switch {
+			case runtime.GOOS == "linux" && mode == dualstack.Separate:
+				want = []call{{"tcp4", at("0.0.0.0"), -1}, {"tcp6", at("::"), 1}}
+			case runtime.GOOS == "linux":
+				want = []call{{"tcp6", "[::]:0", 0}}
+			case mode == dualstack.Separate:
+				want = []call{{"tcp4", "0.0.0.0:0", -1}, {"tcp6", at("::"), 1}, {"tcp4", at("127.0.0.1"), -1}, {"tcp6", at("::1"), 1}}
+			default:
+				want = []call{{"tcp6", at("::"), 0}, {"tcp4", at("127.0.0.1"), -1}, {"tcp6", at("::1"), 1}}
 			}
+			assert.Equal(t, want, calls, mode)
 		}
 	})
 	t.Run("error fails Listen", func(t *testing.T) {
@@ -877,11 +897,14 @@ func TestKeepAlive(t *testing.T) {
 				require.NoError(t, err)
 				var k ka
 				sc.Control(func(fd uintptr) {
-					k.on, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
-					if k.on == 1 {
-						k.idle, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
-						k.intvl, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)
-						k.cnt, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPCNT)
+					// The BSDs answer with the option's flag, not 1.
+					if on, _ := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE); on != 0 {
+						k.on = 1
+					}
+					if k.on == 1 && tcpKeepIdle >= 0 {
+						k.idle, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, tcpKeepIdle)
+						k.intvl, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, tcpKeepIntvl)
+						k.cnt, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, tcpKeepCnt)
 					}
 				})
 				assert.Equal(t, tc.want, k, host)

@@ -39,21 +39,23 @@ func (lc *ListenConfig) listenPacket(ctx context.Context, sys system, network, a
 	if err != nil {
 		return nil, listenError(udp, network, err)
 	}
-	conns, err := handOver(r, toUDPConn)
+	h, err := handOver(r, toUDPConn)
 	if err != nil {
 		return nil, listenError(udp, network, err)
 	}
-	pc := &PacketConn{conns: conns, mode: p.mode(), network: network}
-	for i, c := range conns {
-		pc.addrs = append(pc.addrs, c.LocalAddr())
-		pc.fams = append(pc.fams, r.eps[i].family())
+	pc := &PacketConn{conns: h.conns, held: h.held, mode: p.mode(), network: network}
+	for i, c := range h.conns {
+		if i < h.asked {
+			pc.addrs = append(pc.addrs, c.LocalAddr())
+		}
+		pc.fams = append(pc.fams, h.eps[i].family())
 	}
-	if len(conns) > 1 {
-		if pc.r, err = sys.mergePackets(conns); err != nil {
-			for _, c := range conns {
-				c.Close()
-			}
-			return nil, &net.OpError{Op: "listen", Net: network, Addr: pc.addrs[0], Err: err}
+	pc.addr = mainAddr(pc.addrs, h.eps[:h.asked])
+	if len(h.conns) > 1 {
+		if pc.r, err = sys.mergePackets(h.conns); err != nil {
+			closeAll(h.conns)
+			closeHeld(h.held)
+			return nil, &net.OpError{Op: "listen", Net: network, Addr: pc.addr, Err: err}
 		}
 	}
 	return pc, nil
@@ -69,7 +71,9 @@ func toUDPConn(s socket) (*net.UDPConn, error) {
 }
 
 // PacketConn is a UDP endpoint on one port, on one or several sockets. It
-// implements [net.PacketConn].
+// implements [net.PacketConn]. On macOS and FreeBSD it holds guard sockets
+// as [Listener] does; datagrams to a loopback guard are read like the
+// others.
 //
 // Reads take packets from whichever socket has one, no socket starving
 // another. A write leaves through the socket of the destination's family
@@ -78,9 +82,11 @@ func toUDPConn(s socket) (*net.UDPConn, error) {
 // family (a host name), it leaves from the first. In Single mode source
 // addresses are reported unmapped, and plain IPv4 destinations work.
 type PacketConn struct {
-	conns   []*net.UDPConn
-	fams    []family
-	addrs   []net.Addr
+	conns   []*net.UDPConn // the sockets asked for, then the guards read from
+	fams    []family       // of conns
+	addrs   []net.Addr     // of the sockets asked for
+	addr    net.Addr
+	held    []socket // the bound guards
 	mode    Mode
 	network string
 	r       packetReader // nil with one socket
@@ -169,15 +175,16 @@ func (p *PacketConn) Close() error {
 	if p.closed.Swap(true) {
 		return p.opError("close", nil, net.ErrClosed)
 	}
+	closeHeld(p.held)
 	if p.r != nil {
 		return p.r.close()
 	}
 	return p.conns[0].Close()
 }
 
-// LocalAddr returns the first of Addrs: the IPv4 address where there is
-// one.
-func (p *PacketConn) LocalAddr() net.Addr { return p.addrs[0] }
+// LocalAddr returns the PacketConn's address as [Listener.Addr] does: [::]:P
+// for a wildcard served on both families, otherwise the first of Addrs.
+func (p *PacketConn) LocalAddr() net.Addr { return p.addr }
 
 // Addrs returns every address the PacketConn is bound to, IPv4 first, all
 // on one port. It returns a new slice on each call.

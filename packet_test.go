@@ -1,4 +1,4 @@
-//go:build linux
+//go:build unix
 
 package dualstack_test
 
@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/dualstack-go/dualstack"
-	"github.com/dualstack-go/dualstack/internal/netns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -102,6 +101,7 @@ func udpExchangeFrom(pc *dualstack.PacketConn, host, secret string, from int) (s
 // the client sent to, and sources are reported unmapped.
 func TestListenPacketForms(t *testing.T) {
 	t.Parallel()
+	loopback := loopbackName(t)
 	tests := []struct {
 		network, address string
 		single           bool // the form Single serves on one dual-stack socket
@@ -114,7 +114,7 @@ func TestListenPacketForms(t *testing.T) {
 		{"udp", "127.0.0.1:0", false, true, false, []string{"127.0.0.1"}},
 		{"udp", "[::1]:0", false, false, true, []string{"::1"}},
 		{"udp", "[::ffff:127.0.0.1]:0", false, true, false, []string{"127.0.0.1"}},
-		{"udp", "[::1%lo]:0", false, false, true, []string{"::1"}},
+		{"udp", "[::1%" + loopback + "]:0", false, false, true, []string{"::1"}},
 		{"udp4", ":0", false, true, false, []string{"0.0.0.0"}},
 		{"udp6", ":0", false, false, true, []string{"::"}},
 	}
@@ -374,7 +374,8 @@ func TestListenPacketErrors(t *testing.T) {
 // with every port held it fails with EADDRINUSE and holds nothing.
 func TestNamespaceCrowdedUDPPorts(t *testing.T) {
 	const lo, hi, free = 42000, 42009, 42003
-	netns.Enter(t, netns.PortRange(lo, hi))
+	ownKernel(t)
+	ownPortRange(t, lo, hi)
 	holders := map[int][][2]string{
 		42000: {{"udp4", "127.0.0.1"}},
 		42001: {{"udp4", "0.0.0.0"}},

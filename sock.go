@@ -133,6 +133,20 @@ type osFacts struct {
 	reuseAddr bool
 	// exclusive reports whether every socket gets SO_EXCLUSIVEADDRUSE.
 	exclusive bool
+	// guards reports whether later binders must be kept off the port by
+	// guard sockets (see guardKind). On these kernels a bind with
+	// SO_REUSEADDR or SO_REUSEPORT, explicit or (FreeBSD both families,
+	// macOS IPv6) ephemeral, is checked against sockets on exactly its
+	// own address only, so it succeeds on 127.0.0.1:P or [::1]:P next to
+	// a wildcard listener on P, and being more specific it then takes that
+	// address's traffic; and a SO_REUSEPORT_LB group on a wildcard
+	// (FreeBSD) is found before a listener on a specific address. Seen on
+	// FreeBSD 15.1 (in_pcbbind_setup, in_pcb_lport_dest,
+	// in_pcblookup_hash_smr in sys/netinet/in_pcb.c); read in XNU's
+	// in_pcbbind (bsd/netinet/in_pcb.c) and in6_pcbsetport
+	// (bsd/netinet6/in6_src.c). Linux refuses such binds next to a
+	// listening socket (inet_csk_bind_conflict) and needs none.
+	guards bool
 	// deniedIsTaken reports whether a bind refused for access (EACCES)
 	// means that the port is taken, so that an ephemeral attempt should
 	// try another: Windows answers so for a port another socket holds with
@@ -146,7 +160,7 @@ func factsFor(goos string) osFacts {
 	case "linux", "android":
 		return osFacts{goos: goos, dualProbe: true, single: singleDirect, reuseAddr: true}
 	case "darwin", "ios", "freebsd":
-		return osFacts{goos: goos, single: singleHeldProbe, reuseAddr: true}
+		return osFacts{goos: goos, single: singleHeldProbe, reuseAddr: true, guards: true}
 	case "openbsd", "dragonfly":
 		return osFacts{goos: goos, reuseAddr: true, single: singleNone,
 			singleWhy: "the kernel does not let IPV6_V6ONLY be cleared"}

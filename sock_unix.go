@@ -195,6 +195,9 @@ var errUnboundIO = errors.New("dualstack: no I/O on a socket that is not yet bou
 // addrInUse reports whether err means that the address is taken.
 func addrInUse(err error) bool { return errors.Is(err, unix.EADDRINUSE) }
 
+// notAssignable reports whether err says that no interface has the address.
+func notAssignable(err error) bool { return errors.Is(err, unix.EADDRNOTAVAIL) }
+
 // accessDenied reports whether err is a refusal for access.
 func accessDenied(err error) bool { return errors.Is(err, unix.EACCES) }
 

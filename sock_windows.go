@@ -148,3 +148,6 @@ func boolint(b bool) int {
 	}
 	return 0
 }
+
+// notAssignable reports whether err says that no interface has the address.
+func notAssignable(err error) bool { return errors.Is(err, wsaeAddrNotAvail) }

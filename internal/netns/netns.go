@@ -57,10 +57,7 @@ func Enter(tb testing.TB, sysctls ...Sysctl) {
 		Unavailable(tb, "network namespaces: unshare(CLONE_NEWNET): %v", err)
 	}
 	for _, s := range sysctls {
-		path := filepath.Join("/proc/sys", s.Key)
-		if err := os.WriteFile(path, []byte(s.Value), 0o644); err != nil {
-			tb.Fatalf("netns: set %s: %v", s.Key, err)
-		}
+		Set(tb, s)
 	}
 	if err := loopbackUp(); err != nil {
 		tb.Fatalf("netns: bring lo up: %v", err)
@@ -107,4 +104,12 @@ func loopbackUp() error {
 		return os.NewSyscallError("ioctl SIOCSIFFLAGS", err)
 	}
 	return nil
+}
+
+// Set changes a setting of the namespace that the calling test entered.
+func Set(tb testing.TB, s Sysctl) {
+	tb.Helper()
+	if err := os.WriteFile(filepath.Join("/proc/sys", s.Key), []byte(s.Value), 0o644); err != nil {
+		tb.Fatalf("netns: set %s: %v", s.Key, err)
+	}
 }

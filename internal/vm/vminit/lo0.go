@@ -32,7 +32,9 @@ type inAliasreq struct {
 const siocAIFADDR = 0x80000000 | uintptr(unsafe.Sizeof(inAliasreq{}))<<16 | 'i'<<8 | 43
 
 // loopbackUp brings lo0 up and gives it 127.0.0.1/8, as
-// "ifconfig lo0 inet 127.0.0.1/8 up" does; ::1 and fe80::1%lo0 follow.
+// "ifconfig lo0 inet 127.0.0.1/8 up" does (::1 and fe80::1%lo0 follow),
+// and 127.0.0.2/32: a second local IPv4 address, as every 127/8 address is
+// on Linux, for tests that need one no loopback guard holds.
 func loopbackUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 	if err != nil {
@@ -53,10 +55,14 @@ func loopbackUp() error {
 	sin := func(a [4]byte) unix.RawSockaddrInet4 {
 		return unix.RawSockaddrInet4{Len: unix.SizeofSockaddrInet4, Family: unix.AF_INET, Addr: a}
 	}
-	ar.addr = sin([4]byte{127, 0, 0, 1})
-	ar.mask = sin([4]byte{255, 0, 0, 0})
-	if err := ioctl(fd, siocAIFADDR, unsafe.Pointer(&ar)); err != nil {
-		return os.NewSyscallError("ioctl SIOCAIFADDR", err)
+	for _, a := range []struct{ addr, mask [4]byte }{
+		{[4]byte{127, 0, 0, 1}, [4]byte{255, 0, 0, 0}},
+		{[4]byte{127, 0, 0, 2}, [4]byte{255, 255, 255, 255}},
+	} {
+		ar.addr, ar.mask = sin(a.addr), sin(a.mask)
+		if err := ioctl(fd, siocAIFADDR, unsafe.Pointer(&ar)); err != nil {
+			return os.NewSyscallError("ioctl SIOCAIFADDR", err)
+		}
 	}
 	return nil
 }

@@ -126,4 +126,3 @@ func poweroff() {
 		time.Sleep(time.Hour)
 	}
 }
-

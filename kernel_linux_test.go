@@ -1,0 +1,16 @@
+package dualstack_test
+
+import (
+	"testing"
+
+	"github.com/dualstack-go/dualstack/internal/netns"
+)
+
+// ownKernel gives the rest of the test a network stack of its own, whose
+// settings it may change: on Linux a private network namespace, entered by
+// the calling goroutine's thread. Only sockets made on that goroutine live
+// there; see package netns.
+func ownKernel(t testing.TB) { netns.Enter(t) }
+
+// ownPortRange narrows the ephemeral port range of the test's own stack.
+func ownPortRange(t testing.TB, lo, hi int) { netns.Set(t, netns.PortRange(lo, hi)) }
