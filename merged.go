@@ -25,8 +25,8 @@ type acceptor interface {
 // scheduler runs the goroutine it woke last first, and that one would win
 // every time. Even so, which source a waiting get is served from follows
 // the Go scheduler, so under a tight loop one source can be served alone
-// for up to a scheduling time slice; where the OS allows, epollAcceptor and
-// epollReader are used instead.
+// for up to a scheduling time slice. Where the OS has epoll or kqueue,
+// pollAcceptor and pollReader are used instead.
 type fanIn[T any] struct {
 	queues []chan T      // one a source, of capacity 1
 	ready  chan struct{} // capacity 1: some queue may have an item

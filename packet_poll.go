@@ -1,3 +1,5 @@
+//go:build linux || darwin || dragonfly || freebsd || netbsd || openbsd
+
 package dualstack
 
 import (
@@ -14,43 +16,38 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// newPacketReader makes the reader of a PacketConn on several sockets.
-var newPacketReader = newEpollReader
-
-// epollReader reads from several UDP sockets in the caller's goroutine. It
+// pollReader reads from several UDP sockets in the caller's goroutine. It
 // tries the sockets in turn with a non-blocking recvfrom(2), through each
 // socket's RawConn, so that the socket's read deadline and closing apply;
-// when none has a packet it parks on an epoll descriptor registered with
-// the runtime's poller, as epollAcceptor does. One read runs at a time.
+// when none has a packet it waits on a poller, as pollAcceptor does. One
+// read runs at a time.
 //
 // The turn goes to the next socket after each packet, so that sockets with
 // packets waiting are served alternately. A socket found empty is passed
 // over for quietReads packets after, so that a lone busy socket pays for a
 // failed recvfrom on the others only once in quietReads+1 packets.
-type epollReader struct {
+type pollReader struct {
 	conns []*net.UDPConn
 	rcs   []syscall.RawConn
-	ep    *os.File
-	eprc  syscall.RawConn
+	p     poller
 
 	mu    sync.Mutex // serializes reads; guards the fields below
 	next  int        // the socket to try first
 	quiet int        // packets before the others are tried first again
-	evs   []unix.EpollEvent
+	ready []bool     // scratch for the poller's answer
 	buf   []byte
 	n     int
 	src   netip.AddrPort
 	rerr  error
 	rsa   unix.RawSockaddrAny     // the source of the packet being read
 	recvs []func(fd uintptr) bool // one a socket, made once
-	wait  func(fd uintptr) bool
 }
 
 const quietReads = 16
 
-func newEpollReader(conns []*net.UDPConn) (packetReader, error) {
+func newPollReader(conns []*net.UDPConn) (packetReader, error) {
 	scs := make([]syscall.Conn, len(conns))
-	r := &epollReader{conns: conns, evs: make([]unix.EpollEvent, len(conns))}
+	r := &pollReader{conns: conns, ready: make([]bool, len(conns))}
 	for i, c := range conns {
 		scs[i] = c
 		rc, err := c.SyscallConn()
@@ -60,16 +57,15 @@ func newEpollReader(conns []*net.UDPConn) (packetReader, error) {
 		r.rcs = append(r.rcs, rc)
 		r.recvs = append(r.recvs, r.recv)
 	}
-	ep, eprc, err := newEpoll(scs)
+	p, err := newPoller(scs)
 	if err != nil {
 		return nil, err
 	}
-	r.ep, r.eprc = ep, eprc
-	r.wait = r.poll
+	r.p = p
 	return r, nil
 }
 
-func (r *epollReader) read(b []byte) (int, netip.AddrPort, error) {
+func (r *pollReader) read(b []byte) (int, netip.AddrPort, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.buf = b
@@ -104,19 +100,20 @@ func (r *epollReader) read(b []byte) (int, netip.AddrPort, error) {
 			return r.n, r.src, nil
 		}
 		// Nothing anywhere: wait for a packet, a deadline or Close.
-		if err := r.eprc.Read(r.wait); err != nil {
+		if err := r.p.wait(r.ready); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return 0, netip.AddrPort{}, err
 			}
 			return 0, netip.AddrPort{}, net.ErrClosed
 		}
+		clear(r.ready)
 	}
 }
 
 // recv receives one packet from fd without waiting, into r.buf, r.n and
 // r.src, or sets r.rerr. It calls recvfrom(2) itself: unix.Recvfrom would
 // allocate the source address of every packet.
-func (r *epollReader) recv(fd uintptr) bool {
+func (r *pollReader) recv(fd uintptr) bool {
 	p := unsafe.Pointer(&r.rsa) // a valid address for an empty buffer
 	if len(r.buf) > 0 {
 		p = unsafe.Pointer(&r.buf[0])
@@ -177,18 +174,8 @@ func zoneName(index uint32) string {
 	return name
 }
 
-// poll reports whether any socket has a packet, without waiting.
-func (r *epollReader) poll(fd uintptr) bool {
-	for {
-		n, err := unix.EpollWait(int(fd), r.evs, 0)
-		if err != unix.EINTR {
-			return n > 0 || err != nil
-		}
-	}
-}
-
-func (r *epollReader) setReadDeadline(t time.Time) error {
-	if err := r.ep.SetReadDeadline(t); err != nil {
+func (r *pollReader) setReadDeadline(t time.Time) error {
+	if err := r.p.setDeadline(t); err != nil {
 		return err
 	}
 	for _, c := range r.conns {
@@ -199,9 +186,9 @@ func (r *epollReader) setReadDeadline(t time.Time) error {
 	return nil
 }
 
-func (r *epollReader) close() error {
-	// Closing the epoll descriptor wakes a parked read; closing the
-	// sockets fails one that is past the wait.
-	r.ep.Close()
+func (r *pollReader) close() error {
+	// Closing the poller wakes a waiting read; closing the sockets fails
+	// one that is past the wait.
+	r.p.close()
 	return closeAll(r.conns)
 }
