@@ -95,14 +95,16 @@ func addHolders(k *model.Kernel, rng *rand.Rand) {
 }
 
 // misroute returns a description of the first connection to dst that the
-// model would hand to a holder, or "" if every possible listener is ours.
+// model would hand to a holder, or to a socket of ours that does not
+// listen (and so refuses it), or "" if every socket it may reach is a
+// listener of ours.
 func misroute(k *model.Kernel, dst netip.AddrPort) string {
 	got := k.Deliver(dst)
 	if len(got) == 0 {
 		return fmt.Sprintf("%v reaches no listener", dst)
 	}
 	for _, s := range got {
-		if s.Owner != "lib" {
+		if s.Owner != "lib" || !s.Listening {
 			return fmt.Sprintf("%v reaches %v", dst, s)
 		}
 	}

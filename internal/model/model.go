@@ -1,7 +1,7 @@
 // Package model is an executable model of how operating system kernels
 // bind TCP sockets and deliver connections: which binds fail with
-// EADDRINUSE, which ports an ephemeral bind may land on, and which
-// listening socket a connection to an address and port reaches.
+// EADDRINUSE, which ports an ephemeral bind may land on, and which socket
+// a connection to an address and port reaches.
 //
 // It models Linux, macOS (XNU), FreeBSD, OpenBSD and Windows, each from its
 // source or documentation:
@@ -10,25 +10,44 @@
 //     inet_csk_bind_conflict, inet_csk_find_open_port) and the listener
 //     lookup's scoring, where an exact address beats a wildcard and an
 //     AF_INET wildcard beats a dual-stack one. A specific IPv6 bind is
-//     IPv6-only (inet6_bind). The model is checked against the running
-//     kernel by this package's tests.
-//   - macOS and FreeBSD: in_pcbbind, in6_pcbbind and in_pcb_lport_dest
-//     (bsd/netinet*/in*_pcb.c, sys/netinet*/in*_pcb.c): a best-fit lookup
-//     of the port's sockets, newest first, matching wildcards only when
-//     the binding socket has neither SO_REUSEADDR nor SO_REUSEPORT; a
-//     dual-stack bind is not refused by an AF_INET wildcard holder; the
-//     IPv6 port search of macOS sees only AF_INET6 sockets, FreeBSD's also
-//     asks the IPv4 lookup for a dual-stack socket. Delivery prefers an
-//     exact address, then an AF_INET wildcard, then a dual-stack socket.
-//   - OpenBSD: the same lookups, with no dual-stack sockets.
+//     IPv6-only (inet6_bind). Only listening sockets take connections.
+//     The model is checked against the running kernel by this package's
+//     tests, in a network namespace.
+//   - FreeBSD 15: sys/netinet/in_pcb.c and sys/netinet6/in6_pcb.c. Binds
+//     (in_pcbbind_setup, in6_pcbbind): a best-fit lookup of the port's
+//     sockets (in_pcblookup_local), in which a connected socket costs one
+//     more and a dual-stack one three more, matches wildcards only when
+//     the binding socket has none of SO_REUSEADDR, SO_REUSEPORT and
+//     SO_REUSEPORT_LB; otherwise only an unconnected socket on exactly the
+//     same address is found. A socket found refuses the bind unless both
+//     have SO_REUSEPORT or both SO_REUSEPORT_LB. A dual-stack bind also
+//     asks the IPv4 lookup, and is not refused by an AF_INET wildcard.
+//     Ephemeral ports (in_pcb_lport_dest) skip ports where that lookup
+//     finds a socket. Delivery (in_pcblookup_hash_smr): a
+//     SO_REUSEPORT_LB group on the address, else on the wildcard; then the
+//     first unconnected socket of the port's hash chain, where sockets on
+//     a specific address come before wildcards and each kind newest first
+//     (_in_pcbinshash_wild), listening or not: a socket that is bound but
+//     not listening takes the connection and refuses it. This model is
+//     checked against the FreeBSD 15.1 kernel in the harness's VM.
+//   - macOS: XNU's in_pcbbind and in_pcblookup_local
+//     (bsd/netinet/in_pcb.c), in6_pcbbind (bsd/netinet6/in6_pcb.c) and
+//     in6_pcbsetport (bsd/netinet6/in6_src.c): the same lookups without
+//     the dual-stack cost; an ephemeral AF_INET bind always looks up
+//     wildcards, an AF_INET6 one only without SO_REUSE*, and sees only
+//     AF_INET6 sockets. Delivery (in_pcblookup_hash_locked): an exact
+//     address (newest), then the oldest AF_INET wildcard, then the oldest
+//     dual-stack socket; one that is not listening drops the connection
+//     (tcp_input, TCPS_CLOSED). No SO_REUSEPORT_LB.
+//   - OpenBSD: the lookups of macOS, with no dual-stack sockets.
 //   - Windows: the table of "Sharing Transport Addresses" (WSK), for the
 //     default options, SO_REUSEADDR and SO_EXCLUSIVEADDRUSE, all sockets
 //     of one user; a dual-stack socket holds the wildcard of both
 //     families. Its ephemeral search is modelled as the worst case: any
 //     port that an explicit bind could take.
 //
-// Every socket belongs to one user; privileged ports and TIME_WAIT are not
-// modelled.
+// Every socket belongs to one user; privileged ports are not modelled.
+// Connected and TIME_WAIT sockets are modelled for FreeBSD and macOS only.
 package model
 
 import (
@@ -59,11 +78,16 @@ type Family int
 
 // Options are the socket options that bear on binding.
 type Options struct {
-	V6Only    bool // IPV6_V6ONLY, AF_INET6 only
-	ReuseAddr bool // SO_REUSEADDR
-	ReusePort bool // SO_REUSEPORT
-	Exclusive bool // SO_EXCLUSIVEADDRUSE (Windows)
+	V6Only      bool // IPV6_V6ONLY, AF_INET6 only
+	ReuseAddr   bool // SO_REUSEADDR
+	ReusePort   bool // SO_REUSEPORT
+	ReusePortLB bool // SO_REUSEPORT_LB (FreeBSD)
+	Exclusive   bool // SO_EXCLUSIVEADDRUSE (Windows)
 }
+
+// reuse reports whether any option makes a BSD bind look up only the
+// exact address.
+func (o Options) reuse() bool { return o.ReuseAddr || o.ReusePort || o.ReusePortLB }
 
 // Socket is a socket of the model.
 type Socket struct {
@@ -76,7 +100,13 @@ type Socket struct {
 	Port      uint16
 	Bound     bool
 	Listening bool
-	Closed    bool
+	// Connected reports that the socket has a peer: it holds its port
+	// but takes no new connections.
+	Connected bool
+	// TimeWait reports that the socket was closed by its owner after it
+	// connected, and the kernel keeps it, in TIME_WAIT, until Expire.
+	TimeWait bool
+	Closed   bool
 }
 
 func (s *Socket) String() string {
@@ -86,8 +116,12 @@ func (s *Socket) String() string {
 	}
 	state := "unbound"
 	switch {
+	case s.TimeWait:
+		state = "time-wait"
 	case s.Closed:
 		state = "closed"
+	case s.Connected:
+		state = "connected"
 	case s.Listening:
 		state = "listening"
 	case s.Bound:
@@ -235,13 +269,56 @@ func (k *Kernel) Listen(s *Socket) error {
 	return nil
 }
 
-// Close closes s.
+// Close closes s. A connected socket closed first by its owner stays in
+// the kernel in TIME_WAIT, holding its port, until Expire.
 func (k *Kernel) Close(s *Socket) {
 	s.Closed, s.Listening = true, false
+	if s.Connected {
+		s.TimeWait = true
+		return
+	}
+	k.remove(s)
+}
+
+// Expire ends every TIME_WAIT.
+func (k *Kernel) Expire() {
+	for _, s := range k.Sockets() {
+		if s.TimeWait {
+			k.remove(s)
+		}
+	}
+}
+
+func (k *Kernel) remove(s *Socket) {
 	k.bound = slices.DeleteFunc(k.bound, func(t *Socket) bool { return t == s })
 	if !slices.ContainsFunc(k.bound, func(t *Socket) bool { return t.Port == s.Port }) {
 		delete(k.buckets, s.Port)
 	}
+}
+
+// Connect connects the bound socket s to peer, an address of this host of
+// s's family. Only the BSD models know connected sockets. A socket bound
+// to the wildcard takes the peer's address as its own, as source address
+// selection picks for a local peer. Connecting a dual-stack socket to an
+// IPv6 peer makes it IPv6-only, whether or not the connect succeeds
+// (FreeBSD's tcp6_usr_connect and XNU's tcp_usr_connect_common clear
+// INP_IPV4 first), and FreeBSD refuses to connect a socket with
+// SO_REUSEPORT_LB (seen on FreeBSD 15.1).
+func (k *Kernel) Connect(s *Socket, peer netip.Addr) error {
+	if !s.Bound || s.Closed || s.Listening || s.Connected || familyOf(peer) != s.Family {
+		return syscall.EINVAL
+	}
+	if s.dual() {
+		s.Opts.V6Only = true
+	}
+	if k.OS == FreeBSD && s.Opts.ReusePortLB {
+		return syscall.EOPNOTSUPP
+	}
+	if s.Addr.IsUnspecified() {
+		s.Addr = peer
+	}
+	s.Connected = true
+	return nil
 }
 
 // Sockets returns the bound sockets, newest first.
@@ -260,10 +337,17 @@ func (k *Kernel) Place(s *Socket, addr netip.Addr, port uint16) {
 	k.bound = slices.Insert(k.bound, 0, s)
 }
 
-// Deliver returns the listening sockets that a connection to dst may reach:
+// Deliver returns the sockets that a new connection to dst may reach:
 // one, or several that share the best match (SO_REUSEPORT groups), or
-// none.
+// none. On FreeBSD and macOS the socket may be bound but not listening:
+// the kernel finds it and refuses or drops the connection.
 func (k *Kernel) Deliver(dst netip.AddrPort) []*Socket {
+	switch k.OS {
+	case FreeBSD:
+		return k.freebsdDeliver(dst)
+	case Darwin, OpenBSD:
+		return k.xnuDeliver(dst)
+	}
 	best, bestScore := []*Socket(nil), 0
 	for _, s := range k.bound {
 		if !s.Listening || s.Port != dst.Port() {
@@ -278,15 +362,106 @@ func (k *Kernel) Deliver(dst netip.AddrPort) []*Socket {
 		}
 	}
 	if k.OS != Linux && len(best) > 1 {
-		// The BSDs and Windows take the first socket of the list.
+		// Windows takes the first socket of the list.
 		best = best[:1]
 	}
 	return best
 }
 
-// score ranks how well a listening socket matches a destination address:
-// 0 no match, then wildcard of another family (dual-stack), wildcard of
-// the same family, exact address.
+// takes reports whether the unconnected socket s, seen from a lookup of
+// dst's family, is bound to dst's address (exact) or to the wildcard.
+func takes(s *Socket, dst netip.AddrPort) (exact, wild bool) {
+	if s.Port != dst.Port() || s.Connected || s.TimeWait || !bsdSees(s, familyOf(dst.Addr())) {
+		return false, false
+	}
+	a := bsdAddr(s, familyOf(dst.Addr()))
+	return a == dst.Addr(), a.IsUnspecified()
+}
+
+func familyOf(a netip.Addr) Family {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
+
+// freebsdDeliver is in_pcblookup_hash_smr and its IPv6 twin. First the
+// SO_REUSEPORT_LB groups of the port: the group on dst's address if there
+// is one, else the group on the wildcard; a socket is a member from its
+// bind, but only listening members take connections, and a group chosen
+// with none of them passes the connection on (both seen on FreeBSD 15.1);
+// a dual-stack wildcard joins no group (in_pcbinslbgrouphash). Then the
+// first unconnected socket in the hash chain's order, specific addresses
+// before wildcards, each newest first, listening or not.
+func (k *Kernel) freebsdDeliver(dst netip.AddrPort) []*Socket {
+	var exactGroup, wildGroup []*Socket
+	for _, s := range k.bound {
+		if !s.Opts.ReusePortLB || s.Family != familyOf(dst.Addr()) || s.dual() {
+			continue
+		}
+		switch exact, wild := takes(s, dst); {
+		case exact:
+			exactGroup = append(exactGroup, s)
+		case wild:
+			wildGroup = append(wildGroup, s)
+		}
+	}
+	group := exactGroup
+	if group == nil {
+		group = wildGroup
+	}
+	var active []*Socket
+	for _, s := range group {
+		if s.Listening {
+			active = append(active, s)
+		}
+	}
+	if len(active) > 0 {
+		return active
+	}
+	var firstWild *Socket
+	for _, s := range k.bound {
+		switch exact, wild := takes(s, dst); {
+		case exact:
+			return []*Socket{s}
+		case wild && firstWild == nil:
+			firstWild = s
+		}
+	}
+	if firstWild != nil {
+		return []*Socket{firstWild}
+	}
+	return nil
+}
+
+// xnuDeliver is XNU's in_pcblookup_hash_locked and its IPv6 twin: the
+// newest socket on exactly dst's address, else the oldest AF_INET6 or
+// AF_INET wildcard of dst's family, else (IPv4) the oldest dual-stack one.
+func (k *Kernel) xnuDeliver(dst netip.AddrPort) []*Socket {
+	var wild, mapped *Socket
+	for _, s := range k.bound {
+		exact, w := takes(s, dst)
+		switch {
+		case exact:
+			return []*Socket{s}
+		case w && s.Family == familyOf(dst.Addr()):
+			wild = s
+		case w:
+			mapped = s
+		}
+	}
+	switch {
+	case wild != nil:
+		return []*Socket{wild}
+	case mapped != nil:
+		return []*Socket{mapped}
+	}
+	return nil
+}
+
+// score ranks how well a listening socket matches a destination address
+// on Linux and Windows: 0 no match, then wildcard of another family
+// (dual-stack), wildcard of the same family, exact address.
 func (k *Kernel) score(s *Socket, dst netip.Addr) int {
 	if dst.Is4() {
 		switch {
@@ -418,9 +593,10 @@ func (k *Kernel) ephemeralOK(s *Socket, addr netip.Addr, port uint16) bool {
 	case Windows:
 		return k.windowsCheck(s, addr, port) == nil
 	}
-	wild := !s.Opts.ReuseAddr && !s.Opts.ReusePort
+	wild := !s.Opts.reuse()
 	if s.Family == 4 {
-		return k.bsdLookup(4, addr, port, wild) == nil
+		// XNU's in_pcbbind looks up wildcards for every implicit bind.
+		return k.bsdLookup(4, addr, port, wild || k.OS != FreeBSD) == nil
 	}
 	if k.bsdLookup(6, addr, port, wild) != nil {
 		return false
@@ -474,24 +650,36 @@ func bsdAddr(s *Socket, f Family) netip.Addr {
 	return s.Addr
 }
 
-// bsdLookup is in_pcblookup_local (f 4) or in6_pcblookup_local (f 6): with
-// wild, the best fit among the port's sockets, fewest wildcards first, the
-// newest on a tie; without, the newest with exactly that address.
+// bsdLookup is in_pcblookup_local (f 4) or in6_pcblookup_local (f 6):
+// with wild, the best fit among the port's sockets, connected and
+// TIME_WAIT ones included, fewest wildcards first, the newest on a tie; a
+// connected socket costs one more, and on FreeBSD a dual-stack socket seen
+// by the IPv4 lookup three more. Without wild, the newest unconnected
+// socket on exactly that address.
 func (k *Kernel) bsdLookup(f Family, addr netip.Addr, port uint16, wild bool) *Socket {
 	var match *Socket
 	matchWild := 3
+	if k.OS == FreeBSD && f == 4 {
+		matchWild += mappedCost
+	}
 	for _, t := range k.bound {
 		if t.Port != port || !bsdSees(t, f) {
 			continue
 		}
 		taddr := bsdAddr(t, f)
 		if !wild {
-			if taddr == addr {
+			if taddr == addr && !t.Connected {
 				return t
 			}
 			continue
 		}
 		n := 0
+		if k.OS == FreeBSD && f == 4 && t.Family == 6 {
+			n += mappedCost
+		}
+		if t.Connected {
+			n++
+		}
 		switch {
 		case !taddr.IsUnspecified() && addr.IsUnspecified():
 			n++
@@ -510,25 +698,31 @@ func (k *Kernel) bsdLookup(f Family, addr netip.Addr, port uint16, wild bool) *S
 	return match
 }
 
+// mappedCost is FreeBSD's INP_LOOKUP_MAPPED_PCB_COST.
+const mappedCost = 3
+
 // bsdCheck is in_pcbbind (AF_INET) and in6_pcbbind (AF_INET6) for one
-// user's sockets.
+// user's sockets: a socket found refuses the bind unless both have
+// SO_REUSEPORT or, on FreeBSD, both SO_REUSEPORT_LB.
 func (k *Kernel) bsdCheck(s *Socket, addr netip.Addr, port uint16) error {
-	wild := !s.Opts.ReuseAddr && !s.Opts.ReusePort
-	bothReusePort := func(t *Socket) bool { return s.Opts.ReusePort && t.Opts.ReusePort }
+	wild := !s.Opts.reuse()
+	shares := func(t *Socket) bool {
+		return s.Opts.ReusePort && t.Opts.ReusePort || s.Opts.ReusePortLB && t.Opts.ReusePortLB
+	}
 	if s.Family == 4 {
-		if t := k.bsdLookup(4, addr, port, wild); t != nil && !bothReusePort(t) {
+		if t := k.bsdLookup(4, addr, port, wild); t != nil && !shares(t) {
 			return syscall.EADDRINUSE
 		}
 		return nil
 	}
-	if t := k.bsdLookup(6, addr, port, wild); t != nil && !bothReusePort(t) {
+	if t := k.bsdLookup(6, addr, port, wild); t != nil && !shares(t) {
 		return syscall.EADDRINUSE
 	}
 	if k.OS != OpenBSD && !s.Opts.V6Only && addr.IsUnspecified() {
 		// A dual-stack bind is refused by an IPv4 holder unless that is an
 		// AF_INET wildcard, which keeps its IPv4 traffic.
 		t := k.bsdLookup(4, netip.IPv4Unspecified(), port, wild)
-		if t != nil && !bothReusePort(t) && (!bsdAddr(t, 4).IsUnspecified() || t.Family == 6) {
+		if t != nil && !shares(t) && (!bsdAddr(t, 4).IsUnspecified() || t.Family == 6) {
 			return syscall.EADDRINUSE
 		}
 	}

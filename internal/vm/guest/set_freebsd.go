@@ -26,3 +26,12 @@ func PortRange(tb testing.TB, lo, hi int) {
 	Set(tb, "net.inet.ip.portrange.first", lo)
 	Set(tb, "net.inet.ip.portrange.last", hi)
 }
+
+// NoResetLimit lifts the kernel's limit of ICMP errors and TCP resets a
+// second (net.inet.icmp.icmplim) for the rest of the test, for tests that
+// connect to closed ports many times: past the limit a connection is not
+// refused but left to time out.
+func NoResetLimit(tb testing.TB) {
+	tb.Helper()
+	Set(tb, "net.inet.icmp.icmplim", 0)
+}

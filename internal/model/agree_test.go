@@ -1,0 +1,394 @@
+//go:build linux || freebsd
+
+package model_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/dualstack-go/dualstack/internal/model"
+	"golang.org/x/sys/unix"
+)
+
+// agreement runs randomized scenarios on the real kernel and on its model
+// at once, each a fresh sequence of socket, bind, listen, connect and
+// close calls on the ports of a narrow range, and compares every result:
+// explicit binds, listens and connects must agree, an ephemeral port the
+// kernel picks must be one the model allows (and the kernel may fail only
+// where the model has none), and a connection to 127.0.0.1 or ::1 on each
+// port of the range must reach a socket the model says it may: refused
+// where the model's socket is bound but not listening.
+type agreement struct {
+	os model.OS
+	// window returns the ephemeral range of scenario i and makes it the
+	// kernel's. A kernel that keeps TIME_WAIT sockets gets a fresh range
+	// for each scenario.
+	window func(i int) (lo, hi uint16)
+	// lb reports whether the kernel has SO_REUSEPORT_LB; connect whether
+	// scenarios connect sockets and leave some in TIME_WAIT.
+	lb, connect bool
+}
+
+type stats struct {
+	explicit, ephemeral, listens, connects, closes, deliveries int
+}
+
+func (st stats) String() string {
+	return fmt.Sprintf("%d explicit binds, %d ephemeral binds, %d listens, %d connects, %d closes, %d deliveries",
+		st.explicit, st.ephemeral, st.listens, st.connects, st.closes, st.deliveries)
+}
+
+func seed(t *testing.T) uint64 {
+	seed := uint64(os.Getpid())
+	if s := os.Getenv("DUALSTACK_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	t.Logf("seed %d (set DUALSTACK_SEED to replay)", seed)
+	return seed
+}
+
+// run runs n scenarios and returns how many disagreed, reporting the first
+// few.
+func (a agreement) run(t *testing.T, n int) (disagreements int, st stats) {
+	rng := rand.New(rand.NewPCG(seed(t), 7))
+	for i := range n {
+		lo, hi := a.window(i)
+		if err := a.scenario(rng, lo, hi, &st); err != nil {
+			disagreements++
+			if disagreements <= 5 {
+				t.Errorf("scenario %d: %v", i, err)
+			}
+		}
+	}
+	return disagreements, st
+}
+
+type pair struct {
+	fd   int
+	m    *model.Socket
+	peer int // the anchor's end of a connection, or -1
+}
+
+var (
+	addrs4 = []netip.Addr{netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("127.0.0.1")}
+	addrs6 = []netip.Addr{netip.MustParseAddr("::"), netip.MustParseAddr("::1")}
+)
+
+// anchorPort is the first of the ports, outside every scenario's range,
+// that connected sockets connect to: each connection of a scenario has
+// its own, so that no two share a 4-tuple.
+const anchorPort = 19900
+
+func (a agreement) scenario(rng *rand.Rand, lo, hi uint16, st *stats) (err error) {
+	k := model.New(a.os, lo, hi, rng)
+	var socks []*pair
+	var anchors []int
+	defer func() {
+		for _, p := range socks {
+			unix.Close(p.fd)
+			if p.peer >= 0 {
+				unix.Close(p.peer)
+			}
+		}
+		for _, fd := range anchors {
+			unix.Close(fd)
+		}
+	}()
+	var trace []string
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w\ntrace:\n  %s\nmodel: %v", err, strings.Join(trace, "\n  "), k.Sockets())
+		}
+	}()
+	ops := 2 + rng.IntN(8)
+	for range ops {
+		var live []*pair
+		for _, p := range socks {
+			if !p.m.Closed {
+				live = append(live, p)
+			}
+		}
+		if i := rng.IntN(len(live) + 1); i < len(live) && !live[i].m.Listening && !live[i].m.Connected && rng.IntN(2) == 0 {
+			p := live[i]
+			if a.connect && rng.IntN(2) == 0 {
+				// Connect a bound socket to an anchor of its own.
+				st.connects++
+				peer, kerr := connectAnchor(p.fd, p.m, len(anchors), &anchors)
+				merr := k.Connect(p.m, anchorHost(p.m.Family))
+				trace = append(trace, fmt.Sprintf("connect %v: %v", p.m, kerr))
+				if !sameErr(kerr, merr) {
+					return fmt.Errorf("connect %v: kernel %v, model %v", p.m, kerr, merr)
+				}
+				p.peer = peer
+				continue
+			}
+			// Listen on a socket bound earlier: Linux checks the port
+			// again, against sockets bound since.
+			st.listens++
+			kerr := unix.Listen(p.fd, 16)
+			merr := k.Listen(p.m)
+			trace = append(trace, fmt.Sprintf("late listen %v: %v", p.m, kerr))
+			if !sameErr(kerr, merr) {
+				return fmt.Errorf("late listen %v: kernel %v, model %v", p.m, kerr, merr)
+			}
+			continue
+		}
+		if len(live) > 0 && rng.IntN(5) == 0 {
+			p := live[rng.IntN(len(live))]
+			unix.Close(p.fd)
+			if p.peer >= 0 {
+				// The anchor's end closes after ours: ours is left in
+				// TIME_WAIT, holding its port.
+				unix.Close(p.peer)
+				p.peer = -1
+			}
+			p.fd = -1
+			k.Close(p.m)
+			trace = append(trace, "close "+p.m.String())
+			st.closes++
+			continue
+		}
+		fam := model.Family(4)
+		addr := addrs4[rng.IntN(2)]
+		if rng.IntN(2) == 0 {
+			fam, addr = 6, addrs6[rng.IntN(2)]
+		}
+		o := model.Options{
+			V6Only:      fam == 6 && rng.IntN(2) == 0,
+			ReuseAddr:   rng.IntN(3) == 0,
+			ReusePort:   rng.IntN(4) == 0,
+			ReusePortLB: a.lb && rng.IntN(5) == 0,
+		}
+		port := uint16(0)
+		if rng.IntN(3) != 0 {
+			port = lo + uint16(rng.IntN(int(hi-lo)+1))
+		}
+		fd, err := openReal(fam, o)
+		if err != nil {
+			return err
+		}
+		m := k.Open(fam, o, "s")
+		trace = append(trace, fmt.Sprintf("bind %v %+v", netip.AddrPortFrom(addr, port), o))
+
+		got, kerr := bindReal(fd, netip.AddrPortFrom(addr, port))
+		if port == 0 {
+			st.ephemeral++
+			allowed := k.EphemeralPorts(m, addr)
+			switch {
+			case kerr != nil && len(allowed) > 0:
+				unix.Close(fd)
+				return fmt.Errorf("ephemeral bind of %v %+v: kernel %v, model allows ports %v", addr, o, kerr, allowed)
+			case kerr != nil:
+				unix.Close(fd)
+				continue
+			case !contains(allowed, got):
+				unix.Close(fd)
+				return fmt.Errorf("ephemeral bind of %v %+v: kernel took port %d, model allows %v", addr, o, got, allowed)
+			}
+			k.Place(m, addr, got)
+			trace[len(trace)-1] += fmt.Sprintf(" -> %d", got)
+		} else {
+			st.explicit++
+			_, merr := k.Bind(m, netip.AddrPortFrom(addr, port))
+			if !sameErr(kerr, merr) {
+				unix.Close(fd)
+				return fmt.Errorf("bind %v %+v: kernel %v, model %v", netip.AddrPortFrom(addr, port), o, kerr, merr)
+			}
+			if kerr != nil {
+				unix.Close(fd)
+				continue
+			}
+		}
+		socks = append(socks, &pair{fd: fd, m: m, peer: -1})
+		if rng.IntN(4) != 0 {
+			st.listens++
+			kerr := unix.Listen(fd, 16)
+			merr := k.Listen(m)
+			trace = append(trace, fmt.Sprintf("listen %v: %v", m, kerr))
+			if !sameErr(kerr, merr) {
+				return fmt.Errorf("listen %v: kernel %v, model %v", m, kerr, merr)
+			}
+		}
+	}
+	for p := lo; p <= hi; p++ {
+		for _, dst := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")} {
+			st.deliveries++
+			if err := compareDelivery(k, socks, netip.AddrPortFrom(dst, p)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// connectAnchor connects the bound socket fd to a listener of its own
+// family on anchorPort+i, which it makes, and returns the accepted end.
+func connectAnchor(fd int, m *model.Socket, i int, anchors *[]int) (int, error) {
+	dst := netip.AddrPortFrom(anchorHost(m.Family), uint16(anchorPort+i))
+	ln, err := openReal(m.Family, model.Options{V6Only: true, ReuseAddr: true})
+	if err != nil {
+		return -1, err
+	}
+	*anchors = append(*anchors, ln)
+	if _, err := bindReal(ln, dst); err != nil {
+		return -1, fmt.Errorf("anchor %v: %w", dst, err)
+	}
+	if err := unix.Listen(ln, 4); err != nil {
+		return -1, err
+	}
+	if err := unix.Connect(fd, sockaddr(dst)); err != nil {
+		return -1, err
+	}
+	peer, _, err := unix.Accept(ln)
+	if err != nil {
+		return -1, fmt.Errorf("anchor accept: %w", err)
+	}
+	return peer, nil
+}
+
+func anchorHost(f model.Family) netip.Addr {
+	if f == 6 {
+		return netip.IPv6Loopback()
+	}
+	return netip.MustParseAddr("127.0.0.1")
+}
+
+func openReal(fam model.Family, o model.Options) (int, error) {
+	af := unix.AF_INET
+	if fam == 6 {
+		af = unix.AF_INET6
+	}
+	fd, err := unix.Socket(af, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return -1, err
+	}
+	unix.CloseOnExec(fd)
+	set := func(level, opt int, on bool) {
+		if err == nil && (on || opt != soReusePortLB) {
+			v := 0
+			if on {
+				v = 1
+			}
+			err = unix.SetsockoptInt(fd, level, opt, v)
+		}
+	}
+	if fam == 6 {
+		set(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, o.V6Only)
+	}
+	set(unix.SOL_SOCKET, unix.SO_REUSEADDR, o.ReuseAddr)
+	set(unix.SOL_SOCKET, unix.SO_REUSEPORT, o.ReusePort)
+	set(unix.SOL_SOCKET, soReusePortLB, o.ReusePortLB)
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func sockaddr(a netip.AddrPort) unix.Sockaddr {
+	if a.Addr().Is4() {
+		return &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(a.Port()), Addr: a.Addr().As16()}
+}
+
+func bindReal(fd int, a netip.AddrPort) (uint16, error) {
+	if err := unix.Bind(fd, sockaddr(a)); err != nil {
+		return 0, err
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, err
+	}
+	switch got := got.(type) {
+	case *unix.SockaddrInet4:
+		return uint16(got.Port), nil
+	case *unix.SockaddrInet6:
+		return uint16(got.Port), nil
+	}
+	return 0, errors.New("odd sockaddr")
+}
+
+// compareDelivery connects to dst and finds the listener that got the
+// connection, which must be one the model delivers to; or the connection
+// is refused, and the model delivers to no socket, or to one that is not
+// listening.
+func compareDelivery(k *model.Kernel, socks []*pair, dst netip.AddrPort) error {
+	want := k.Deliver(dst)
+	listening := false
+	for _, w := range want {
+		listening = listening || w.Listening
+	}
+	fam, from := unix.AF_INET, netip.AddrPortFrom(dst.Addr(), 45000)
+	if dst.Addr().Is6() {
+		fam = unix.AF_INET6
+	}
+	c, err := unix.Socket(fam, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return err
+	}
+	// A fixed client port outside the range, reset on close: no TIME_WAIT
+	// and no ephemeral port taken from the range under test.
+	unix.SetsockoptInt(c, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	unix.SetsockoptLinger(c, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	defer unix.Close(c)
+	if err := unix.Bind(c, sockaddr(from)); err != nil {
+		return fmt.Errorf("client bind: %w", err)
+	}
+	cerr := unix.Connect(c, sockaddr(dst))
+	if cerr != nil {
+		if listening {
+			return fmt.Errorf("connect %v: %v, model delivers to %v", dst, cerr, want)
+		}
+		return nil
+	}
+	if !listening {
+		return fmt.Errorf("connect %v succeeded, model delivers to %v", dst, want)
+	}
+	var got *model.Socket
+	for _, p := range socks {
+		if p.fd < 0 || !p.m.Listening {
+			continue
+		}
+		fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
+		if n, _ := unix.Poll(fds, 0); n == 1 {
+			if nfd, _, err := unix.Accept(p.fd); err == nil {
+				unix.Close(nfd)
+				got = p.m
+				break
+			}
+		}
+	}
+	if got == nil {
+		return fmt.Errorf("connect %v: no listener has the connection", dst)
+	}
+	for _, w := range want {
+		if w == got {
+			return nil
+		}
+	}
+	return fmt.Errorf("connect %v reached %v, model delivers to %v", dst, got, want)
+}
+
+func contains(ports []uint16, p uint16) bool {
+	for _, q := range ports {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+func sameErr(a, b error) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	var ea, eb unix.Errno
+	return errors.As(a, &ea) && errors.As(b, &eb) && ea == eb
+}

@@ -1,0 +1,50 @@
+//go:build freebsd
+
+package model_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/dualstack-go/dualstack/internal/model"
+	"github.com/dualstack-go/dualstack/internal/vm/guest"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+const soReusePortLB = unix.SO_REUSEPORT_LB
+
+// TestFreeBSDModelAgreesWithKernel runs the agreement scenarios
+// (agreement) on the FreeBSD kernel of the harness's VM and on the FreeBSD
+// model: binds with every option (SO_REUSEPORT_LB included), listens,
+// connections, closes that leave TIME_WAIT sockets, and deliveries. Each
+// scenario has a range of ephemeral ports of its own, so that no TIME_WAIT
+// socket outlives it into the next, and local TIME_WAIT lasts long enough
+// (net.inet.tcp.msl_local) not to end within one.
+func TestFreeBSDModelAgreesWithKernel(t *testing.T) {
+	scenarios := 1000
+	if testing.Short() {
+		scenarios = 200
+	}
+	const base, width = 20000, 8
+	guest.NoResetLimit(t)
+	guest.Set(t, "net.inet.tcp.msl_local", 5000)
+	guest.PortRange(t, base, base+width-1)
+	a := agreement{os: model.FreeBSD, lb: true, connect: true, window: func(i int) (uint16, uint16) {
+		lo := base + i*width
+		// Widening first keeps first <= last.
+		must(guest.SetSysctlInt("net.inet.ip.portrange.last", lo+width-1))
+		must(guest.SetSysctlInt("net.inet.ip.portrange.first", lo))
+		return uint16(lo), uint16(lo + width - 1)
+	}}
+	d, st := a.run(t, scenarios)
+	t.Logf("%d scenarios: %v; %d disagreements", scenarios, st, d)
+	fmt.Printf("FIGURE freebsd model agreement: %d scenarios, %d disagreements\n", scenarios, d)
+	require.Zero(t, d)
+}
+
+func must(_ int, err error) {
+	if err != nil {
+		panic(err)
+	}
+}
