@@ -245,6 +245,18 @@ func (b *binder) retry(p plan) (bound, error) {
 		if picker != nil {
 			held = append(held, picker)
 		}
+		if p.port == 0 && rangeExhausted(err) {
+			// The BSDs say EADDRNOTAVAIL when no port is left; with the
+			// ports of failed attempts held, that ends the search.
+			var be *bindError
+			if errors.As(err, &be) {
+				be.hint = "no free port left in the ephemeral range"
+				if n > 1 {
+					be.attempts = n
+				}
+			}
+			return r, err
+		}
 		if err == nil || p.port != 0 || !b.portTaken(err) {
 			return r, err
 		}
@@ -256,6 +268,14 @@ func (b *binder) retry(p plan) (bound, error) {
 			return r, err
 		}
 	}
+}
+
+// rangeExhausted reports whether err is the failure of an ephemeral bind
+// of a wildcard address that no interface can lack: the kernel found no
+// port.
+func rangeExhausted(err error) bool {
+	var be *bindError
+	return errors.As(err, &be) && be.addr.Port() == 0 && be.addr.Addr().IsUnspecified() && notAssignable(be.err)
 }
 
 // portTaken reports whether err says that another socket holds the port.

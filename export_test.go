@@ -27,3 +27,18 @@ func ListenPacketPortable(lc *ListenConfig, ctx context.Context, network, addres
 	sys.mergePackets = newChanReader
 	return lc.listenPacket(ctx, sys, network, address)
 }
+
+// ListenUnguarded is lc.Listen without guard sockets, as the package was
+// before it held them: the control of the later-binder scenarios.
+func ListenUnguarded(lc *ListenConfig, ctx context.Context, network, address string) (*Listener, error) {
+	sys := hostSystem
+	sys.facts.guards = false
+	return lc.listen(ctx, sys, network, address)
+}
+
+// ListenPacketUnguarded is lc.ListenPacket without guard sockets.
+func ListenPacketUnguarded(lc *ListenConfig, ctx context.Context, network, address string) (*PacketConn, error) {
+	sys := hostSystem
+	sys.facts.guards = false
+	return lc.listenPacket(ctx, sys, network, address)
+}

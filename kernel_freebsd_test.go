@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/dualstack-go/dualstack/internal/vm/guest"
+	"golang.org/x/sys/unix"
 )
 
 // ownKernel gives the rest of the test a network stack of its own, whose
@@ -15,3 +16,18 @@ func ownKernel(t testing.TB) { guest.Own(t) }
 // ownPortRange narrows the ephemeral port range of the test's own stack
 // until the test ends.
 func ownPortRange(t testing.TB, lo, hi int) { guest.PortRange(t, lo, hi) }
+
+const soReusePortLB = unix.SO_REUSEPORT_LB
+
+// noResetLimit lifts the kernel's limit of resets a second for the rest of
+// the test, which connects to closed ports often.
+func noResetLimit(t testing.TB) { guest.NoResetLimit(t) }
+
+// guardedOS reports whether listeners here hold guard sockets, so that the
+// scenarios' controls without them must show later binders taking
+// traffic.
+const guardedOS = true
+
+// slowKernel reports whether the tests run on an emulated machine, where
+// the longest scenarios run fewer times: the harness's VM, under TCG.
+var slowKernel = guest.Kernel() != ""

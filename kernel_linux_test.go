@@ -14,3 +14,18 @@ func ownKernel(t testing.TB) { netns.Enter(t) }
 
 // ownPortRange narrows the ephemeral port range of the test's own stack.
 func ownPortRange(t testing.TB, lo, hi int) { netns.Set(t, netns.PortRange(lo, hi)) }
+
+// soReusePortLB is 0: Linux has no SO_REUSEPORT_LB.
+const soReusePortLB = 0
+
+// noResetLimit does nothing: Linux does not limit resets to closed ports.
+func noResetLimit(testing.TB) {}
+
+// guardedOS reports whether listeners here hold guard sockets, so that the
+// scenarios' controls without them must show later binders taking
+// traffic.
+const guardedOS = false
+
+// slowKernel reports whether the tests run on an emulated machine, where
+// the longest scenarios run fewer times.
+const slowKernel = false

@@ -21,3 +21,16 @@ func ownKernel(t testing.TB) {
 }
 
 func ownPortRange(t testing.TB, _, _ int) { ownKernel(t) }
+
+const soReusePortLB = 0
+
+func noResetLimit(testing.TB) {}
+
+// guardedOS reports whether listeners here hold guard sockets, so that the
+// scenarios' controls without them must show later binders taking
+// traffic.
+const guardedOS = false
+
+// slowKernel reports whether the tests run on an emulated machine, where
+// the longest scenarios run fewer times.
+const slowKernel = false
