@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -141,11 +142,18 @@ type bindError struct {
 
 func (e *bindError) Error() string {
 	msg := e.role + ": " + e.err.Error()
-	if e.attempts > 0 {
-		msg += fmt.Sprintf(" (gave up after %d attempts)", e.attempts)
-	}
+	var notes []string
 	if e.hint != "" {
-		msg += " (" + e.hint + ")"
+		notes = append(notes, e.hint)
+	}
+	switch {
+	case e.attempts == 1:
+		notes = append(notes, "gave up after 1 attempt")
+	case e.attempts > 1:
+		notes = append(notes, fmt.Sprintf("gave up after %d attempts", e.attempts))
+	}
+	if len(notes) > 0 {
+		msg += " (" + strings.Join(notes, "; ") + ")"
 	}
 	return msg
 }

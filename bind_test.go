@@ -125,7 +125,11 @@ func (s *traceSocket) close() error {
 	s.t.mu.Lock()
 	s.t.open--
 	s.t.mu.Unlock()
-	s.t.record("close %v", s.addr)
+	if s.addr.IsValid() {
+		s.t.record("close %v", s.addr)
+	} else {
+		s.t.record("close unbound %s", s.o.family)
+	}
 	if s.inner != nil {
 		return s.inner.close()
 	}
@@ -452,4 +456,107 @@ func TestBindErrorText(t *testing.T) {
 	e := &bindError{role: "IPv4 port probe", err: os.NewSyscallError("bind", syscall.EADDRINUSE), attempts: 3}
 	assert.Equal(t, "IPv4 port probe: bind: address already in use (gave up after 3 attempts)", e.Error())
 	assert.True(t, strings.HasPrefix((&bindError{role: "IPv6 socket", err: syscall.EADDRNOTAVAIL, hint: "h"}).Error(), "IPv6 socket: "))
+}
+
+// TestFailedAttemptsHoldTheirPort: on the kernels where the IPv4 socket
+// picks the port, the socket of each failed attempt stays bound until the
+// Listen ends, so that the kernel's search cannot offer that port again;
+// then it is closed, and only the listener's sockets remain.
+func TestFailedAttemptsHoldTheirPort(t *testing.T) {
+	t.Parallel()
+	fails := 3
+	ts := &traceSockets{fail: func(op string, o sockOpts, a netip.AddrPort) error {
+		if op == "bind" && o.family == inet6 && a.Addr().IsUnspecified() && fails > 0 {
+			fails--
+			return syscall.EADDRINUSE
+		}
+		return nil
+	}}
+	lc := ListenConfig{Mode: Separate}
+	p, err := lc.plan(context.Background(), hostSystem, tcp, "tcp", ":0")
+	require.NoError(t, err)
+	r, err := lc.binder(system{api: ts, facts: factsFor("openbsd")}).bind(p)
+	require.NoError(t, err)
+	assert.Equal(t, []string{
+		"socket IPv4", "bind 0.0.0.0:0", "socket IPv6 v6only=1", "bind [::]:40000: address already in use", "close unbound IPv6",
+		"socket IPv4", "bind 0.0.0.0:0", "socket IPv6 v6only=1", "bind [::]:40000: address already in use", "close unbound IPv6",
+		"socket IPv4", "bind 0.0.0.0:0", "socket IPv6 v6only=1", "bind [::]:40000: address already in use", "close unbound IPv6",
+		"socket IPv4", "bind 0.0.0.0:0", "socket IPv6 v6only=1", "bind [::]:40000",
+		"listen 0.0.0.0:40000", "listen [::]:40000",
+		// The three held pickers, released once the listener holds its own.
+		"close 0.0.0.0:40000", "close 0.0.0.0:40000", "close 0.0.0.0:40000",
+	}, ts.log)
+	assert.Equal(t, len(r.socks), ts.open)
+}
+
+// TestRangeExhaustedSaysSo: where the kernel answers an ephemeral bind of
+// a wildcard with EADDRNOTAVAIL, no port is left: the error says so, keeps
+// the kernel's errno, and nothing stays open.
+func TestRangeExhaustedSaysSo(t *testing.T) {
+	t.Parallel()
+	attempt := 0
+	ts := &traceSockets{fail: func(op string, o sockOpts, a netip.AddrPort) error {
+		if op != "bind" {
+			return nil
+		}
+		if o.family == inet6 {
+			attempt++
+			return syscall.EADDRINUSE
+		}
+		if attempt == 2 {
+			return syscall.EADDRNOTAVAIL
+		}
+		return nil
+	}}
+	lc := ListenConfig{Mode: Separate}
+	p, err := lc.plan(context.Background(), hostSystem, tcp, "tcp", ":0")
+	require.NoError(t, err)
+	_, err = lc.binder(system{api: ts, facts: factsFor("freebsd")}).bind(p)
+	require.ErrorIs(t, err, syscall.EADDRNOTAVAIL)
+	assert.True(t, strings.HasPrefix(err.Error(), "IPv4 socket: bind: "), err.Error())
+	assert.True(t, strings.HasSuffix(err.Error(), " (no free port left in the ephemeral range; gave up after 3 attempts)"), err.Error())
+	assert.Zero(t, ts.open, "sockets left open")
+}
+
+// TestGuardTakenFailsListen: a guard's address held by another socket on
+// an explicit port fails the Listen, naming the guard, and nothing stays
+// open; a guard whose address no interface has is left out.
+func TestGuardTakenFailsListen(t *testing.T) {
+	t.Parallel()
+	t.Run("taken", func(t *testing.T) {
+		t.Parallel()
+		ts := &traceSockets{fail: func(op string, o sockOpts, a netip.AddrPort) error {
+			if op == "bind" && a.Addr() == netip.IPv6Loopback() {
+				return syscall.EADDRINUSE
+			}
+			return nil
+		}}
+		lc := ListenConfig{}
+		p, err := lc.plan(context.Background(), hostSystem, tcp, "tcp", ":8080")
+		require.NoError(t, err)
+		_, err = lc.binder(system{api: ts, facts: factsFor("freebsd")}).bind(p)
+		require.ErrorIs(t, err, syscall.EADDRINUSE)
+		assert.Equal(t, "IPv6 loopback guard: bind: address already in use", err.Error())
+		assert.Zero(t, ts.open, "sockets left open")
+	})
+	t.Run("not assignable", func(t *testing.T) {
+		t.Parallel()
+		ts := &traceSockets{fail: func(op string, o sockOpts, a netip.AddrPort) error {
+			if op == "bind" && a.Addr() == netip.IPv6Loopback() {
+				return syscall.EADDRNOTAVAIL
+			}
+			return nil
+		}}
+		lc := ListenConfig{}
+		p, err := lc.plan(context.Background(), hostSystem, tcp, "tcp", ":8080")
+		require.NoError(t, err)
+		r, err := lc.binder(system{api: ts, facts: factsFor("freebsd")}).bind(p)
+		require.NoError(t, err)
+		var addrs []string
+		for _, ep := range r.eps {
+			addrs = append(addrs, ep.addr.String())
+		}
+		assert.Equal(t, []string{"0.0.0.0", "::", "127.0.0.1"}, addrs)
+		assert.Equal(t, 3, ts.open)
+	})
 }
