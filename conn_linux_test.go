@@ -83,4 +83,3 @@ func readChars(t testing.TB) int64 {
 	t.Fatal("no rchar in /proc/self/io")
 	return 0
 }
-
