@@ -1,4 +1,4 @@
-//go:build unix && !linux && !freebsd
+//go:build unix && !linux && !freebsd && !darwin
 
 package dualstack_test
 

@@ -72,6 +72,9 @@ type Config struct {
 type Result struct {
 	// Exits holds each run's exit status, by package.
 	Exits map[string]int
+	// Tests counts each run's top-level tests by outcome ("PASS", "FAIL",
+	// "SKIP"), from the lines that -test.v prints.
+	Tests map[string]map[string]int
 	// Figures are the console lines that start with "FIGURE ", in order.
 	Figures []string
 	// Boot is the wall-clock time from QEMU's start to its exit.
@@ -371,7 +374,8 @@ func boot(ctx context.Context, cfg Config, qemu, kernel, img string, gcfg guest.
 	}
 	fmt.Fprintf(cfg.Output, "vm: booting %s with QEMU (%s), %d test binaries\n", filepath.Base(kernel), acc, len(gcfg.Runs))
 
-	res := &Result{Exits: map[string]int{}}
+	res := &Result{Exits: map[string]int{}, Tests: map[string]map[string]int{}}
+	counts := map[string]int{}
 	lines := make(chan error, 1)
 	done := -1
 	var panicked string
@@ -384,12 +388,19 @@ func boot(ctx context.Context, cfg Config, qemu, kernel, img string, gcfg guest.
 			switch {
 			case strings.HasPrefix(line, "FIGURE "):
 				res.Figures = append(res.Figures, line)
+			case strings.HasPrefix(line, "--- "):
+				// A top-level test's result: "--- PASS: TestX (0.01s)".
+				if outcome, _, ok := strings.Cut(line[4:], ":"); ok {
+					counts[outcome]++
+				}
 			case strings.HasPrefix(line, guest.RunLine+" "):
 				f := strings.Fields(strings.TrimPrefix(line, guest.RunLine))
 				if len(f) == 2 {
 					code, _ := strconv.Atoi(f[1])
 					res.Exits[f[0]] = code
+					res.Tests[f[0]] = counts
 				}
+				counts = map[string]int{}
 			case strings.HasPrefix(line, guest.DoneLine+" "):
 				done, _ = strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, guest.DoneLine)))
 			case strings.HasPrefix(line, "panic: ") && panicked == "" && len(res.Exits) < len(gcfg.Runs):

@@ -19,7 +19,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -91,6 +93,11 @@ func main() {
 	}
 	if res != nil {
 		fmt.Printf("vmtest: the VM ran %v (wall clock)\n", res.Boot.Round(time.Millisecond))
+		for _, name := range slices.Sorted(maps.Keys(res.Tests)) {
+			if c := res.Tests[name]; len(c) > 0 {
+				fmt.Printf("vmtest: %s: top-level tests: %d passed, %d skipped, %d failed\n", name, c["PASS"], c["SKIP"], c["FAIL"])
+			}
+		}
 		for _, f := range res.Figures {
 			fmt.Println(f)
 		}
