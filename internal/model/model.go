@@ -107,6 +107,8 @@ type Socket struct {
 	// connected, and the kernel keeps it, in TIME_WAIT, until Expire.
 	TimeWait bool
 	Closed   bool
+
+	listened bool // listening when closed
 }
 
 func (s *Socket) String() string {
@@ -143,7 +145,24 @@ type Kernel struct {
 	rng     *rand.Rand
 	bound   []*Socket // bound sockets, newest first
 	buckets map[uint16]*bucket
+	groups  map[groupKey]*lbGroup // FreeBSD's SO_REUSEPORT_LB groups
 	nextID  int
+}
+
+// groupKey names a SO_REUSEPORT_LB group: one family, address and port.
+type groupKey struct {
+	f    Family
+	addr netip.Addr
+	port uint16
+}
+
+// lbGroup is a SO_REUSEPORT_LB group (struct inpcblbgroup). A socket is a
+// member from its bind; only listening members take connections. The
+// group is freed when its last listening member leaves it with no other
+// members left; one whose members all leave before listening stays, empty
+// (seen on FreeBSD 15.1: it still hides the wildcard's group).
+type lbGroup struct {
+	members []*Socket
 }
 
 // bucket is the state Linux keeps for a bound port (inet_bind_bucket)
@@ -163,7 +182,7 @@ const (
 // New returns a kernel with no sockets. Ephemeral binds choose among the
 // ports they may take with rng.
 func New(os OS, lo, hi uint16, rng *rand.Rand) *Kernel {
-	return &Kernel{OS: os, Lo: lo, Hi: hi, rng: rng, buckets: map[uint16]*bucket{}}
+	return &Kernel{OS: os, Lo: lo, Hi: hi, rng: rng, buckets: map[uint16]*bucket{}, groups: map[groupKey]*lbGroup{}}
 }
 
 // Open creates a socket. On OpenBSD every AF_INET6 socket is IPv6-only.
@@ -272,12 +291,28 @@ func (k *Kernel) Listen(s *Socket) error {
 // Close closes s. A connected socket closed first by its owner stays in
 // the kernel in TIME_WAIT, holding its port, until Expire.
 func (k *Kernel) Close(s *Socket) {
+	s.listened = s.Listening
 	s.Closed, s.Listening = true, false
+	k.leaveGroup(s)
 	if s.Connected {
 		s.TimeWait = true
 		return
 	}
 	k.remove(s)
+}
+
+// leaveGroup takes s out of its SO_REUSEPORT_LB group, freeing the group
+// if s was its last member and listened (in_pcbremlbgrouphash).
+func (k *Kernel) leaveGroup(s *Socket) {
+	key := groupKey{s.Family, s.Addr, s.Port}
+	g := k.groups[key]
+	if g == nil || !slices.Contains(g.members, s) {
+		return
+	}
+	g.members = slices.DeleteFunc(g.members, func(t *Socket) bool { return t == s })
+	if len(g.members) == 0 && s.listened {
+		delete(k.groups, key)
+	}
 }
 
 // Expire ends every TIME_WAIT.
@@ -335,6 +370,16 @@ func (k *Kernel) Place(s *Socket, addr netip.Addr, port uint16) {
 		k.updateFastReuse(s)
 	}
 	k.bound = slices.Insert(k.bound, 0, s)
+	// in_pcbinslbgrouphash puts no dual-stack wildcard in a group.
+	if k.OS == FreeBSD && s.Opts.ReusePortLB && !s.dual() {
+		key := groupKey{s.Family, addr, port}
+		g := k.groups[key]
+		if g == nil {
+			g = &lbGroup{}
+			k.groups[key] = g
+		}
+		g.members = append(g.members, s)
+	}
 }
 
 // Deliver returns the sockets that a new connection to dst may reach:
@@ -378,6 +423,13 @@ func takes(s *Socket, dst netip.AddrPort) (exact, wild bool) {
 	return a == dst.Addr(), a.IsUnspecified()
 }
 
+func unspecifiedOf(f Family) netip.Addr {
+	if f == 4 {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
+}
+
 func familyOf(a netip.Addr) Family {
 	if a.Is4() {
 		return 4
@@ -386,38 +438,27 @@ func familyOf(a netip.Addr) Family {
 }
 
 // freebsdDeliver is in_pcblookup_hash_smr and its IPv6 twin. First the
-// SO_REUSEPORT_LB groups of the port: the group on dst's address if there
-// is one, else the group on the wildcard; a socket is a member from its
-// bind, but only listening members take connections, and a group chosen
-// with none of them passes the connection on (both seen on FreeBSD 15.1);
-// a dual-stack wildcard joins no group (in_pcbinslbgrouphash). Then the
-// first unconnected socket in the hash chain's order, specific addresses
-// before wildcards, each newest first, listening or not.
+// SO_REUSEPORT_LB groups of the port (lbGroup): the group on dst's address
+// if there is one, else the group on the wildcard; a group chosen with no
+// listening member passes the connection on (seen on FreeBSD 15.1). Then
+// the first unconnected socket in the hash chain's order, specific
+// addresses before wildcards, each newest first, listening or not.
 func (k *Kernel) freebsdDeliver(dst netip.AddrPort) []*Socket {
-	var exactGroup, wildGroup []*Socket
-	for _, s := range k.bound {
-		if !s.Opts.ReusePortLB || s.Family != familyOf(dst.Addr()) || s.dual() {
-			continue
-		}
-		switch exact, wild := takes(s, dst); {
-		case exact:
-			exactGroup = append(exactGroup, s)
-		case wild:
-			wildGroup = append(wildGroup, s)
-		}
+	f := familyOf(dst.Addr())
+	g := k.groups[groupKey{f, dst.Addr(), dst.Port()}]
+	if g == nil {
+		g = k.groups[groupKey{f, unspecifiedOf(f), dst.Port()}]
 	}
-	group := exactGroup
-	if group == nil {
-		group = wildGroup
-	}
-	var active []*Socket
-	for _, s := range group {
-		if s.Listening {
-			active = append(active, s)
+	if g != nil {
+		var active []*Socket
+		for _, s := range g.members {
+			if s.Listening {
+				active = append(active, s)
+			}
 		}
-	}
-	if len(active) > 0 {
-		return active
+		if len(active) > 0 {
+			return active
+		}
 	}
 	var firstWild *Socket
 	for _, s := range k.bound {
