@@ -25,8 +25,8 @@
 // [Separate] (what [Auto] picks where the host has IPv6) gives each family
 // its own socket. Peers keep their own family, so RemoteAddr is never
 // IPv4-mapped, and no more specific IPv4 socket of another process can take
-// IPv4 traffic from the listener. It costs a second socket and a goroutine
-// per socket while Accept is in use.
+// IPv4 traffic from the listener. It costs a second socket; Accept waits
+// on both in the caller's goroutine.
 //
 // [Single] binds one IPv6 socket with IPV6_V6ONLY cleared explicitly. It is
 // one socket like net.Listen's, but IPv4 peers arrive IPv4-mapped, and not
@@ -35,6 +35,16 @@
 //
 // A specific address (127.0.0.1, ::1, a host name's addresses) always gets a
 // socket of its own family; the mode only decides how a wildcard is served.
+//
+// # Later programs
+//
+// On macOS and FreeBSD a program that binds 127.0.0.1:P or [::1]:P after a
+// wildcard listener on P, with SO_REUSEADDR as Go sets it, takes that
+// address's traffic. There a Listener also holds guard sockets, which
+// Addrs does not list: the loopback address of each family it serves on a
+// wildcard, listening (what they accept is the listener's), and the
+// wildcard of each family it serves on specific addresses only, bound.
+// Linux refuses such binds itself.
 //
 // # UDP
 //
@@ -58,16 +68,17 @@ package dualstack
 // one is bound; if that bind fails, a connection that arrived in between is
 // reset.
 
-// BUG(dualstack): No kernel stops a later process from binding a more
-// specific address on the port of a listener, such as 127.0.0.1:P next to
-// 0.0.0.0:P, where its kernel allows that with SO_REUSEADDR or
-// SO_REUSEPORT; it then takes that address's traffic. Likewise an explicit
-// port keeps SO_REUSEADDR, as net.Listen sets it, and where the kernel lets
-// that bind next to an existing more specific socket (macOS, the BSDs), the
-// existing socket keeps its traffic. Ephemeral ports never get SO_REUSEADDR.
+// BUG(dualstack): On macOS and FreeBSD a later program can bind another
+// local address of the host (an interface's address, or an alias such as
+// 127.0.0.2) on a listener's port with SO_REUSEADDR, and take that
+// address's traffic: the listener's guard sockets hold only the loopback
+// addresses and the wildcards. On NetBSD, illumos, OpenBSD, DragonFly and
+// Windows, what later binds can do next to a listener is unverified.
 
-// BUG(dualstack): Off Linux, Separate mode's Accept, and PacketConn's reads
-// on several sockets, take connections and packets from a goroutine a
-// socket. Under a tight loop the order between the families follows the
-// Go scheduler, which may serve one socket alone for up to a scheduling
-// time slice; on Linux both serve ready sockets strictly in turn.
+// BUG(dualstack): On Windows, illumos and other systems without epoll or
+// kqueue, Separate mode's Accept, and PacketConn's reads on several
+// sockets, take connections and packets from a goroutine a socket. Under a
+// tight loop the order between the families follows the Go scheduler; on
+// Linux, macOS and the BSDs ready sockets are served strictly in turn. On
+// macOS and the BSDs a blocked Accept or read holds a thread while it
+// waits in kevent(2).

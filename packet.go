@@ -14,9 +14,10 @@ import (
 // ListenPacket announces on the local network address for UDP, on both
 // address families where the address calls for it, as [ListenConfig.Listen]
 // does for TCP: the network is "udp", "udp4" or "udp6", the address forms,
-// modes and atomic choice of one port are the same. The sockets never get
-// SO_REUSEADDR or SO_REUSEPORT: on a unicast UDP port either lets another
-// socket share the port.
+// modes, atomic choice of one port and guards are the same. The sockets
+// asked for never get SO_REUSEADDR or SO_REUSEPORT: on a unicast UDP port
+// either lets another socket share the port on Linux. Guards (macOS,
+// FreeBSD) get SO_REUSEADDR, which there lets no one share their address.
 //
 // The context affects only the resolution of host and port names.
 func (lc *ListenConfig) ListenPacket(ctx context.Context, network, address string) (*PacketConn, error) {
