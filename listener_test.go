@@ -553,13 +553,30 @@ func TestAcceptFairness(t *testing.T) {
 	dial("127.0.0.1", 100)
 	dial("::1", 100)
 	count := map[string]int{}
+	var seq []bool
 	for range 100 {
 		c, err := ln.Accept()
 		require.NoError(t, err)
 		count[family(c)]++
+		seq = append(seq, family(c) == "v4")
 		c.Close()
 	}
 	assert.Equal(t, map[string]int{"v4": 50, "v6": 50}, count, "Accept alternates between families with connections waiting")
+	assert.LessOrEqual(t, longestRun(seq), 2, "the longest run of one family: %v", seq)
+}
+
+// longestRun returns the length of the longest run of equal values.
+func longestRun(seq []bool) int {
+	longest, run := 0, 0
+	for i, v := range seq {
+		if i > 0 && v == seq[i-1] {
+			run++
+		} else {
+			run = 1
+		}
+		longest = max(longest, run)
+	}
+	return longest
 }
 
 // TestPortableAcceptServesBoth: the portable acceptor serves a family that

@@ -295,14 +295,17 @@ func TestPacketConnFairness(t *testing.T) {
 		}
 	}
 	count := map[bool]int{}
+	var seq []bool
 	buf := make([]byte, 64)
 	pc.SetReadDeadline(time.Now().Add(ioTimeout))
 	for range 100 {
 		_, src, err := pc.ReadFromUDPAddrPort(buf)
 		require.NoError(t, err)
 		count[src.Addr().Is4()]++
+		seq = append(seq, src.Addr().Is4())
 	}
 	assert.Equal(t, map[bool]int{true: 50, false: 50}, count, "reads alternate while both have packets")
+	assert.LessOrEqual(t, longestRun(seq), 2, "the longest run of one family: %v", seq)
 }
 
 // TestPacketReadAllocations: ReadFromUDPAddrPort allocates nothing, in

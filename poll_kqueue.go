@@ -5,6 +5,7 @@ package dualstack
 import (
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -34,6 +35,12 @@ type kqueuePoller struct {
 	closed   bool
 	waiting  bool // a wait is in kevent(2); it releases the descriptors if closed
 }
+
+// yields is how many times wait lets other goroutines run, looking again
+// each time, before it waits in kevent(2).
+const yields = 4
+
+var zero unix.Timespec
 
 func newPoller(conns []syscall.Conn) (poller, error) {
 	p := &kqueuePoller{kq: -1, wake: [2]int{-1, -1}, evs: make([]unix.Kevent_t, len(conns)+1)}
@@ -112,7 +119,20 @@ func (p *kqueuePoller) wait(ready []bool) error {
 		p.waiting = true
 		p.mu.Unlock()
 
-		n, err := unix.Kevent(p.kq, nil, p.evs, ts)
+		// Before waiting in the kernel, which gives up this goroutine's
+		// processor until the system call returns, let the goroutines that
+		// are ready run a few times and look again: a client in this
+		// process, or any work that yields, often brings the connection.
+		n, err := 0, error(nil)
+		for range yields {
+			runtime.Gosched()
+			if n, err = unix.Kevent(p.kq, nil, p.evs, &zero); n != 0 || err != nil {
+				break
+			}
+		}
+		if n == 0 && err == nil {
+			n, err = unix.Kevent(p.kq, nil, p.evs, ts)
+		}
 
 		p.mu.Lock()
 		p.waiting = false

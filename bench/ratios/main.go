@@ -26,7 +26,9 @@ type result struct {
 }
 
 var (
-	roundLine = regexp.MustCompile(`^round \d+`)
+	// A round starts with "round N" (bench/run.sh) or with the line the
+	// FreeBSD VM's init prints before each run of the test binary.
+	roundLine = regexp.MustCompile(`^(round \d+|dualstack-vm: run )`)
 	benchLine = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+\d+\s+([\d.]+) ns/op(.*)$`)
 	allocs    = regexp.MustCompile(`([\d.]+) allocs/op`)
 )
@@ -93,6 +95,33 @@ func main() {
 		}
 		fmt.Printf("%-58s %9.3f %8.3f..%-7.3f %12.0f %12.0f %6.0f/%-6.0f\n", short, median(ratios),
 			slices.Min(ratios), slices.Max(ratios), median(ours), median(refs), a, ra)
+	}
+
+	// The poll loops (epoll, kqueue) against the portable goroutine
+	// fan-in, where a benchmark runs both.
+	header := false
+	for _, name := range order {
+		ref := name + "-portable"
+		if !seen[ref] {
+			continue
+		}
+		var ratios []float64
+		for _, r := range rounds {
+			if o, ok := r[name]; ok {
+				if p, ok := r[ref]; ok {
+					ratios = append(ratios, p.ns/o.ns)
+				}
+			}
+		}
+		if len(ratios) == 0 {
+			continue
+		}
+		if !header {
+			fmt.Printf("\nagainst the portable goroutine fan-in (above 1: the poll loop is faster)\n")
+			header = true
+		}
+		fmt.Printf("%-58s %9.3f %8.3f..%-7.3f\n", strings.TrimPrefix(name, "Benchmark")+" vs -portable", median(ratios),
+			slices.Min(ratios), slices.Max(ratios))
 	}
 }
 

@@ -66,6 +66,13 @@ type Config struct {
 	// Dir is the module directory the go commands run in; "" means the
 	// current directory.
 	Dir string
+	// Repeat runs each test binary this many times in the one boot, one
+	// after another: rounds of benchmarks. Zero means once.
+	Repeat int
+	// CPUs is the number of virtual CPUs; zero means 1. More than one
+	// boots QEMU's pc machine instead of the faster microvm, on which
+	// several CPUs hang under TCG.
+	CPUs int
 }
 
 // Result is what a boot reported.
@@ -193,9 +200,11 @@ func populate(ctx context.Context, cfg Config, root string) (guest.Config, error
 			if _, err := os.Stat(bin); err != nil {
 				continue // no tests in the package
 			}
-			gcfg.Runs = append(gcfg.Runs, guest.Run{
-				Name: path, Binary: guestDir + "/" + filepath.Base(bin), Dir: guestDir, Args: cfg.Args,
-			})
+			for range max(cfg.Repeat, 1) {
+				gcfg.Runs = append(gcfg.Runs, guest.Run{
+					Name: path, Binary: guestDir + "/" + filepath.Base(bin), Dir: guestDir, Args: cfg.Args,
+				})
+			}
 		}
 	}
 	if len(gcfg.Runs) == 0 {
@@ -355,12 +364,16 @@ func hardwareVirt() bool {
 // exit, or the context's end.
 func boot(ctx context.Context, cfg Config, qemu, kernel, img string, gcfg guest.Config) (*Result, error) {
 	acc, cpu := accel()
+	machine, disk := "microvm,acpi=on,pic=on,pit=on,rtc=on,isa-serial=on", "virtio-blk-device,drive=root"
+	if cfg.CPUs > 1 {
+		machine, disk = "pc", "virtio-blk-pci,drive=root"
+	}
 	cmd := exec.Command(qemu,
-		"-M", "microvm,acpi=on,pic=on,pit=on,rtc=on,isa-serial=on",
-		"-accel", acc, "-cpu", cpu, "-smp", "1", "-m", strconv.Itoa(cfg.MemoryMiB),
+		"-M", machine,
+		"-accel", acc, "-cpu", cpu, "-smp", strconv.Itoa(max(cfg.CPUs, 1)), "-m", strconv.Itoa(cfg.MemoryMiB),
 		"-kernel", kernel,
 		"-drive", "id=root,file="+img+",format=raw,if=none,snapshot=on",
-		"-device", "virtio-blk-device,drive=root",
+		"-device", disk,
 		"-display", "none", "-no-reboot", "-monitor", "none", "-serial", "stdio")
 	console, err := cmd.StdoutPipe()
 	if err != nil {
@@ -397,8 +410,15 @@ func boot(ctx context.Context, cfg Config, qemu, kernel, img string, gcfg guest.
 				f := strings.Fields(strings.TrimPrefix(line, guest.RunLine))
 				if len(f) == 2 {
 					code, _ := strconv.Atoi(f[1])
-					res.Exits[f[0]] = code
-					res.Tests[f[0]] = counts
+					if res.Exits[f[0]] == 0 {
+						res.Exits[f[0]] = code
+					}
+					if res.Tests[f[0]] == nil {
+						res.Tests[f[0]] = map[string]int{}
+					}
+					for k, v := range counts {
+						res.Tests[f[0]][k] += v
+					}
 				}
 				counts = map[string]int{}
 			case strings.HasPrefix(line, guest.DoneLine+" "):

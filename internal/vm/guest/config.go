@@ -30,6 +30,10 @@ type Run struct {
 	Args   []string `json:"args,omitempty"`
 }
 
+// StartLine starts the console line that init prints before each run: the
+// run's name and its number, from 1.
+const StartLine = "dualstack-vm: run"
+
 // RunLine starts the console line that init prints after each run:
 // RunLine, the run's name and its exit status.
 const RunLine = "dualstack-vm: exit"

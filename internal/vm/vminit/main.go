@@ -53,7 +53,8 @@ func run() int {
 		}
 	}
 	status := 0
-	for _, r := range cfg.Runs {
+	for i, r := range cfg.Runs {
+		fmt.Printf("%s %s %d\n", guest.StartLine, r.Name, i+1)
 		code := runTest(r, cfg.Env)
 		fmt.Printf("%s %s %d\n", guest.RunLine, r.Name, code)
 		if code != 0 && status == 0 {

@@ -58,6 +58,8 @@ func main() {
 	flag.StringVar(&cfg.Kernel, "kernel", "", "FreeBSD kernel to boot (default $"+vm.KernelEnv+", then ../shared/freebsd-vm/kernel.gz)")
 	flag.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "bound on the whole boot")
 	flag.IntVar(&cfg.MemoryMiB, "mem", 1024, "guest memory in MiB")
+	flag.IntVar(&cfg.CPUs, "smp", 1, "virtual CPUs (more than 1 boots QEMU's slower pc machine)")
+	flag.IntVar(&cfg.Repeat, "repeat", 1, "run each test binary this many times in the one boot (rounds of benchmarks)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: vmtest [flags] [packages] [-- test flags]\n")
 		flag.PrintDefaults()
