@@ -93,3 +93,42 @@ func TestAddrAsNetListen(t *testing.T) {
 		})
 	}
 }
+
+// TestPacketGuardsAreInvisible is TestGuardsAreInvisible for UDP: a
+// wildcard PacketConn lists its own addresses only, answers datagrams to
+// both loopback addresses from the address they were sent to, is refused
+// to a later bind of 127.0.0.1:P or [::1]:P with SO_REUSEADDR or
+// SO_REUSEPORT, and once closed leaves the port free and nothing open.
+func TestPacketGuardsAreInvisible(t *testing.T) {
+	for _, mode := range []dualstack.Mode{dualstack.Separate, dualstack.Single} {
+		t.Run(mode.String(), func(t *testing.T) {
+			checkFDs := requireNoFDLeak(t)
+			pc, err := (&dualstack.ListenConfig{Mode: mode}).ListenPacket(context.Background(), "udp", ":0")
+			require.NoError(t, err)
+			port := portOf(t, pc.LocalAddr())
+			wantAddrs := 2
+			if mode == dualstack.Single {
+				wantAddrs = 1
+			}
+			assert.Len(t, pc.Addrs(), wantAddrs)
+			for _, host := range []string{"127.0.0.1", "::1"} {
+				require.NoError(t, udpExchangeWithin(pc, host, reachWait), "over %s", host)
+				for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
+					s := sock{udp: true, host: host, opts: []int{opt}}
+					fd, _, err := s.open(port)
+					if err == nil {
+						unix.Close(fd)
+					}
+					require.ErrorIs(t, err, unix.EADDRINUSE, "a later %v bound next to the PacketConn", s)
+				}
+			}
+			require.NoError(t, pc.Close())
+			for _, host := range []string{"127.0.0.1", "::1"} {
+				fd, _, err := sock{udp: true, host: host}.open(port)
+				require.NoError(t, err, "the port is free on %s after Close", host)
+				unix.Close(fd)
+			}
+			checkFDs()
+		})
+	}
+}

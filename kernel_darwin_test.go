@@ -55,3 +55,7 @@ const guardedOS = true
 
 // slowKernel reports whether the tests run on an emulated machine.
 const slowKernel = false
+
+// ownV6OnlyDefault sets the default of IPV6_V6ONLY for new sockets
+// (net.inet6.ip6.v6only) until the test ends.
+func ownV6OnlyDefault(t testing.TB, v int) { setSysctl(t, "net.inet6.ip6.v6only", v) }

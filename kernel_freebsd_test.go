@@ -31,3 +31,7 @@ const guardedOS = true
 // slowKernel reports whether the tests run on an emulated machine, where
 // the longest scenarios run fewer times: the harness's VM, under TCG.
 var slowKernel = guest.Kernel() != ""
+
+// ownV6OnlyDefault sets the default of IPV6_V6ONLY for new sockets
+// (net.inet6.ip6.v6only) until the test ends.
+func ownV6OnlyDefault(t testing.TB, v int) { guest.Set(t, "net.inet6.ip6.v6only", v) }

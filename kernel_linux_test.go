@@ -1,6 +1,7 @@
 package dualstack_test
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/dualstack-go/dualstack/internal/netns"
@@ -29,3 +30,9 @@ const guardedOS = false
 // slowKernel reports whether the tests run on an emulated machine, where
 // the longest scenarios run fewer times.
 const slowKernel = false
+
+// ownV6OnlyDefault sets the default of IPV6_V6ONLY for new sockets of the
+// test's own stack (net.ipv6.bindv6only).
+func ownV6OnlyDefault(t testing.TB, v int) {
+	netns.Set(t, netns.Sysctl{Key: "net/ipv6/bindv6only", Value: strconv.Itoa(v)})
+}

@@ -34,3 +34,5 @@ const guardedOS = false
 // slowKernel reports whether the tests run on an emulated machine, where
 // the longest scenarios run fewer times.
 const slowKernel = false
+
+func ownV6OnlyDefault(t testing.TB, _ int) { ownKernel(t) }

@@ -303,6 +303,9 @@ func newListener(sys system, h handedOver[*net.TCPListener], mode Mode, ka keepA
 // (EMFILE, say) is returned as that socket's *[net.OpError], and the
 // socket goes on accepting after it.
 func (l *Listener) Accept() (net.Conn, error) {
+	if !l.ok() {
+		return nil, errZero("accept", "tcp")
+	}
 	var (
 		c   *net.TCPConn
 		err error
@@ -328,6 +331,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 // closed. Close returns once no goroutine of the listener is left.
 // Closing twice returns an error wrapping net.ErrClosed.
 func (l *Listener) Close() error {
+	if !l.ok() {
+		return errZero("close", "tcp")
+	}
 	l.heldOnce.Do(func() { closeHeld(l.held) })
 	if l.m != nil {
 		return l.m.close()
@@ -338,26 +344,56 @@ func (l *Listener) Close() error {
 // Addr returns the listener's address, as net.Listen would report it:
 // [::]:P for a wildcard served on both families, otherwise the first of
 // Addrs (IPv4 where there is one). Dialing it reaches this listener where
-// the OS lets a connection to a wildcard address reach the host.
-func (l *Listener) Addr() net.Addr { return l.addr }
+// the OS lets a connection to a wildcard address reach the host. It is nil
+// for a Listener that Listen did not return.
+func (l *Listener) Addr() net.Addr {
+	if !l.ok() {
+		return nil
+	}
+	return l.addr
+}
 
 // Addrs returns every address the listener is bound to, IPv4 first, all
 // on one port. It returns a new slice on each call.
-func (l *Listener) Addrs() []net.Addr { return append([]net.Addr(nil), l.addrs...) }
+func (l *Listener) Addrs() []net.Addr {
+	if !l.ok() {
+		return nil
+	}
+	return append([]net.Addr(nil), l.addrs...)
+}
 
 // Mode returns the mode in force: Single when one dual-stack socket serves
 // both families, Separate otherwise (one socket a family, or a single
-// socket of one family). It is never Auto.
-func (l *Listener) Mode() Mode { return l.mode }
+// socket of one family). It is never Auto for a Listener that Listen
+// returned.
+func (l *Listener) Mode() Mode {
+	if !l.ok() {
+		return Auto
+	}
+	return l.mode
+}
 
 // SetDeadline sets the deadline of Accept, as on a [net.TCPListener]: a
 // blocked or later Accept past the deadline returns an error whose
 // Timeout method reports true. The zero time means no deadline.
 func (l *Listener) SetDeadline(t time.Time) error {
+	if !l.ok() {
+		return errZero("set", "tcp")
+	}
 	if l.m != nil {
 		return l.m.setDeadline(t)
 	}
 	return l.lns[0].SetDeadline(t)
+}
+
+// ok reports whether l is a listener that Listen returned: the zero
+// Listener, like net's, has no socket, and its methods fail with EINVAL.
+func (l *Listener) ok() bool { return l != nil && len(l.lns) > 0 }
+
+// errZero is the error of a method called on a zero Listener or
+// PacketConn.
+func errZero(op, network string) error {
+	return &net.OpError{Op: op, Net: network, Err: syscall.EINVAL}
 }
 
 // keepAlive is the keep-alive setting that Accept applies to a connection

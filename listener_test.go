@@ -938,3 +938,25 @@ func TestModeString(t *testing.T) {
 	assert.Equal(t, "Single", dualstack.Single.String())
 	assert.Equal(t, "Mode(7)", dualstack.Mode(7).String())
 }
+
+// TestZeroListener: the methods of a Listener that Listen did not return
+// fail with EINVAL, as net's zero listener's do, and never panic.
+func TestZeroListener(t *testing.T) {
+	t.Parallel()
+	for name, ln := range map[string]*dualstack.Listener{"new": new(dualstack.Listener), "nil": nil} {
+		t.Run(name, func(t *testing.T) {
+			require.NotPanics(t, func() {
+				_, err := ln.Accept()
+				require.ErrorIs(t, err, syscall.EINVAL)
+				var oe *net.OpError
+				require.ErrorAs(t, err, &oe)
+				assert.Equal(t, "accept", oe.Op)
+				require.ErrorIs(t, ln.Close(), syscall.EINVAL)
+				require.ErrorIs(t, ln.SetDeadline(time.Now()), syscall.EINVAL)
+				assert.Nil(t, ln.Addr())
+				assert.Empty(t, ln.Addrs())
+				assert.Equal(t, dualstack.Auto, ln.Mode())
+			})
+		})
+	}
+}

@@ -12,39 +12,10 @@ import (
 	"github.com/dualstack-go/dualstack/internal/netns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 // These tests run in private network namespaces (see internal/netns):
 // everything that opens a socket runs on the test's own goroutine.
-
-// TestNamespaceBindV6Only: with net.ipv6.bindv6only=1 an AF_INET6 socket is
-// IPv6-only unless told otherwise; every mode still serves both families.
-func TestNamespaceBindV6Only(t *testing.T) {
-	netns.Enter(t, netns.BindV6Only...)
-
-	// The setting is in force: a fresh AF_INET6 socket is IPv6-only.
-	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM, 0)
-	require.NoError(t, err)
-	v6only, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
-	unix.Close(fd)
-	require.NoError(t, err)
-	require.Equal(t, 1, v6only, "bindv6only=1 makes IPv6-only the default")
-
-	for _, mode := range modes {
-		for _, address := range []string{":0", "[::]:0", "localhost:0"} {
-			if mode == dualstack.Single && address == "localhost:0" {
-				continue
-			}
-			ln, err := (&dualstack.ListenConfig{Mode: mode}).Listen(context.Background(), "tcp", address)
-			require.NoError(t, err, "%v %s", mode, address)
-			ts := serveTokens(t, ln)
-			assert.True(t, ts.reaches("tcp", hostPort(t, "127.0.0.1", ln.Addr())), "%v %s: IPv4 client", mode, address)
-			assert.True(t, ts.reaches("tcp", hostPort(t, "::1", ln.Addr())), "%v %s: IPv6 client", mode, address)
-			require.NoError(t, ln.Close())
-		}
-	}
-}
 
 // TestNamespaceIPv6Disabled: with disable_ipv6=1 on all, default and lo,
 // AF_INET6 sockets exist and [::] binds but ::1 is gone. Wildcards serve

@@ -108,6 +108,9 @@ type packetReader interface {
 // ReadFromUDPAddrPort reads a packet into b and returns its size and
 // source address, unmapped. It does not allocate.
 func (p *PacketConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	if !p.ok() {
+		return 0, netip.AddrPort{}, errZero("read", "udp")
+	}
 	if p.r == nil {
 		n, ap, err := p.conns[0].ReadFromUDPAddrPort(b)
 		return n, UnmapAddrPort(ap), err
@@ -132,6 +135,9 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // WriteToUDPAddrPort writes a packet to ap, through the socket of ap's
 // family (an IPv4-mapped ap is IPv4).
 func (p *PacketConn) WriteToUDPAddrPort(b []byte, ap netip.AddrPort) (int, error) {
+	if !p.ok() {
+		return 0, errZero("write", "udp")
+	}
 	c, ap := p.connFor(ap)
 	if c == nil {
 		return 0, p.opError("write", net.UDPAddrFromAddrPort(ap), errNoSocketForFamily)
@@ -143,6 +149,9 @@ var errNoSocketForFamily = errors.New("dualstack: no socket of the destination's
 
 // WriteTo implements [net.PacketConn]; addr must be a *[net.UDPAddr].
 func (p *PacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if !p.ok() {
+		return 0, errZero("write", "udp")
+	}
 	a, ok := addr.(*net.UDPAddr)
 	if !ok || a == nil {
 		return 0, p.opError("write", addr, syscall.EINVAL)
@@ -173,6 +182,9 @@ func (p *PacketConn) connFor(ap netip.AddrPort) (*net.UDPConn, netip.AddrPort) {
 // error for which errors.Is(err, net.ErrClosed) holds; no goroutine of the
 // PacketConn outlives Close. Closing twice returns such an error too.
 func (p *PacketConn) Close() error {
+	if !p.ok() {
+		return errZero("close", "udp")
+	}
 	if p.closed.Swap(true) {
 		return p.opError("close", nil, net.ErrClosed)
 	}
@@ -184,15 +196,35 @@ func (p *PacketConn) Close() error {
 }
 
 // LocalAddr returns the PacketConn's address as [Listener.Addr] does: [::]:P
-// for a wildcard served on both families, otherwise the first of Addrs.
-func (p *PacketConn) LocalAddr() net.Addr { return p.addr }
+// for a wildcard served on both families, otherwise the first of Addrs;
+// nil for a PacketConn that ListenPacket did not return.
+func (p *PacketConn) LocalAddr() net.Addr {
+	if !p.ok() {
+		return nil
+	}
+	return p.addr
+}
+
+// ok reports whether p is one that ListenPacket returned: the zero
+// PacketConn has no socket, and its methods fail with EINVAL.
+func (p *PacketConn) ok() bool { return p != nil && len(p.conns) > 0 }
 
 // Addrs returns every address the PacketConn is bound to, IPv4 first, all
 // on one port. It returns a new slice on each call.
-func (p *PacketConn) Addrs() []net.Addr { return append([]net.Addr(nil), p.addrs...) }
+func (p *PacketConn) Addrs() []net.Addr {
+	if !p.ok() {
+		return nil
+	}
+	return append([]net.Addr(nil), p.addrs...)
+}
 
 // Mode returns the mode in force, as [Listener.Mode] does.
-func (p *PacketConn) Mode() Mode { return p.mode }
+func (p *PacketConn) Mode() Mode {
+	if !p.ok() {
+		return Auto
+	}
+	return p.mode
+}
 
 // SetDeadline sets the read and write deadlines of every socket.
 func (p *PacketConn) SetDeadline(t time.Time) error {
@@ -204,6 +236,9 @@ func (p *PacketConn) SetDeadline(t time.Time) error {
 
 // SetReadDeadline sets the deadline of reads, blocked ones included.
 func (p *PacketConn) SetReadDeadline(t time.Time) error {
+	if !p.ok() {
+		return errZero("set", "udp")
+	}
 	if p.r == nil {
 		return p.conns[0].SetReadDeadline(t)
 	}
@@ -218,6 +253,9 @@ func (p *PacketConn) SetReadDeadline(t time.Time) error {
 
 // SetWriteDeadline sets the deadline of writes on every socket.
 func (p *PacketConn) SetWriteDeadline(t time.Time) error {
+	if !p.ok() {
+		return errZero("set", "udp")
+	}
 	for _, c := range p.conns {
 		if err := c.SetWriteDeadline(t); err != nil {
 			return err

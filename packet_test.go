@@ -371,11 +371,11 @@ func TestListenPacketErrors(t *testing.T) {
 	require.ErrorIs(t, err, syscall.EADDRINUSE)
 }
 
-// TestNamespaceCrowdedUDPPorts: in a ten-port ephemeral range with nine
+// TestCrowdedUDPPorts: in a ten-port ephemeral range with nine
 // ports held by UDP sockets of every kind, ListenPacket(":0") always lands
 // on the free one, in each mode, and never shares a port with a holder;
 // with every port held it fails with EADDRINUSE and holds nothing.
-func TestNamespaceCrowdedUDPPorts(t *testing.T) {
+func TestCrowdedUDPPorts(t *testing.T) {
 	const lo, hi, free = 42000, 42009, 42003
 	ownKernel(t)
 	ownPortRange(t, lo, hi)
@@ -449,4 +449,35 @@ func echoSync(t testing.TB, pc *dualstack.PacketConn) string {
 		wg.Wait()
 	})
 	return secret
+}
+
+// TestZeroPacketConn: the methods of a PacketConn that ListenPacket did
+// not return fail with EINVAL and never panic.
+func TestZeroPacketConn(t *testing.T) {
+	t.Parallel()
+	for name, pc := range map[string]*dualstack.PacketConn{"new": new(dualstack.PacketConn), "nil": nil} {
+		t.Run(name, func(t *testing.T) {
+			require.NotPanics(t, func() {
+				buf := make([]byte, 8)
+				_, _, err := pc.ReadFromUDPAddrPort(buf)
+				require.ErrorIs(t, err, syscall.EINVAL)
+				var oe *net.OpError
+				require.ErrorAs(t, err, &oe)
+				assert.Equal(t, "read", oe.Op)
+				_, _, err = pc.ReadFrom(buf)
+				require.ErrorIs(t, err, syscall.EINVAL)
+				_, err = pc.WriteToUDPAddrPort(buf, netip.MustParseAddrPort("127.0.0.1:9"))
+				require.ErrorIs(t, err, syscall.EINVAL)
+				_, err = pc.WriteTo(buf, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9})
+				require.ErrorIs(t, err, syscall.EINVAL)
+				require.ErrorIs(t, pc.SetDeadline(time.Now()), syscall.EINVAL)
+				require.ErrorIs(t, pc.SetReadDeadline(time.Now()), syscall.EINVAL)
+				require.ErrorIs(t, pc.SetWriteDeadline(time.Now()), syscall.EINVAL)
+				require.ErrorIs(t, pc.Close(), syscall.EINVAL)
+				assert.Nil(t, pc.LocalAddr())
+				assert.Empty(t, pc.Addrs())
+				assert.Equal(t, dualstack.Auto, pc.Mode())
+			})
+		})
+	}
 }

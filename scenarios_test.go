@@ -930,3 +930,48 @@ func reusePortBind(h holder, port int) (int, error) {
 	}
 	return fd, nil
 }
+
+// TestV6OnlyDefault: whatever the kernel's default of IPV6_V6ONLY
+// (net.ipv6.bindv6only on Linux, net.inet6.ip6.v6only on the BSDs), every
+// mode serves both families, Separate's IPv6 socket is IPv6-only and
+// Single's is not: the option is always set, never inherited.
+func TestV6OnlyDefault(t *testing.T) {
+	ownKernel(t)
+	for _, def := range []int{0, 1} {
+		ownV6OnlyDefault(t, def)
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM, 0)
+		require.NoError(t, err)
+		got, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
+		unix.Close(fd)
+		require.NoError(t, err)
+		require.Equal(t, def, got, "a fresh AF_INET6 socket follows the default")
+
+		for _, mode := range modes {
+			for _, address := range []string{":0", "[::]:0", "localhost:0"} {
+				if mode == dualstack.Single && address == "localhost:0" {
+					continue
+				}
+				v6only := -1
+				lc := dualstack.ListenConfig{Mode: mode, Control: func(network, address string, c syscall.RawConn) error {
+					if network == "tcp6" && netip.MustParseAddrPort(address).Addr().IsUnspecified() {
+						c.Control(func(fd uintptr) { v6only, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_V6ONLY) })
+					}
+					return nil
+				}}
+				ln, err := lc.Listen(context.Background(), "tcp", address)
+				require.NoError(t, err, "default %d: %v %s", def, mode, address)
+				for _, host := range []string{"127.0.0.1", "::1"} {
+					assert.NoError(t, exchangeWithin(ln, host, reachWait), "default %d: %v %s over %s", def, mode, address, host)
+				}
+				switch {
+				case address == "localhost:0":
+				case ln.Mode() == dualstack.Single:
+					assert.Equal(t, 0, v6only, "default %d: Single's socket takes IPv4", def)
+				default:
+					assert.Equal(t, 1, v6only, "default %d: %v's IPv6 socket is IPv6-only", def, mode)
+				}
+				require.NoError(t, ln.Close())
+			}
+		}
+	}
+}
