@@ -455,6 +455,7 @@ func (b *binder) bindEndpoint(p plan, ep endpoint, port uint16) (socket, uint16,
 		family:    ep.family(),
 		v6only:    ep.family() == inet6 && !ep.dual,
 		reuseAddr: b.reuseAddr(p) || ep.guard != asked,
+		private:   p.port == 0,
 		exclusive: b.os.exclusive,
 		control:   b.control,
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 
 	"github.com/dualstack-go/dualstack"
@@ -131,4 +132,66 @@ func TestPacketGuardsAreInvisible(t *testing.T) {
 			checkFDs()
 		})
 	}
+}
+
+// TestControlCannotSharePickedPort: a Control that turns on an option
+// letting other sockets share the port (SO_REUSEPORT, SO_REUSEPORT_LB, or
+// SO_REUSEADDR where Listen left it off) fails a Listen on port 0, naming
+// the option, and leaves nothing open; on an explicit port it is the
+// caller's choice, and other options are always allowed.
+func TestControlCannotSharePickedPort(t *testing.T) {
+	setting := func(opt int) func(string, string, syscall.RawConn) error {
+		return func(_, _ string, c syscall.RawConn) error {
+			var err error
+			c.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, 1) })
+			return err
+		}
+	}
+	refused := []struct {
+		name string
+		opt  int
+	}{{"SO_REUSEPORT", unix.SO_REUSEPORT}, {"SO_REUSEADDR", unix.SO_REUSEADDR}}
+	if soReusePortLB != 0 {
+		refused = append(refused, struct {
+			name string
+			opt  int
+		}{"SO_REUSEPORT_LB", soReusePortLB})
+	}
+	for _, mode := range []dualstack.Mode{dualstack.Separate, dualstack.Single} {
+		for _, r := range refused {
+			for _, network := range []string{"tcp", "udp"} {
+				t.Run(fmt.Sprintf("%v %s %s", mode, network, r.name), func(t *testing.T) {
+					checkFDs := requireNoFDLeak(t)
+					lc := dualstack.ListenConfig{Mode: mode, Control: setting(r.opt)}
+					var err error
+					if network == "tcp" {
+						_, err = lc.Listen(context.Background(), network, ":0")
+					} else {
+						_, err = lc.ListenPacket(context.Background(), network, ":0")
+					}
+					require.Error(t, err)
+					var oe *net.OpError
+					require.ErrorAs(t, err, &oe)
+					assert.Contains(t, err.Error(), "Control set "+r.name)
+					checkFDs()
+				})
+			}
+		}
+	}
+	t.Run("explicit port", func(t *testing.T) {
+		free, err := net.Listen("tcp", ":0")
+		require.NoError(t, err)
+		port := portOf(t, free.Addr())
+		free.Close()
+		lc := dualstack.ListenConfig{Control: setting(unix.SO_REUSEPORT)}
+		ln, err := lc.Listen(context.Background(), "tcp", fmt.Sprintf(":%d", port))
+		require.NoError(t, err, "SO_REUSEPORT on an explicit port is the caller's choice")
+		ln.Close()
+	})
+	t.Run("other options", func(t *testing.T) {
+		lc := dualstack.ListenConfig{Control: setting(unix.SO_KEEPALIVE)}
+		ln, err := lc.Listen(context.Background(), "tcp", ":0")
+		require.NoError(t, err)
+		ln.Close()
+	})
 }

@@ -83,9 +83,17 @@ type ListenConfig struct {
 	// Control, if not nil, is called after a socket is created and our
 	// options (IPV6_V6ONLY, SO_REUSEADDR) are set, before it is bound, as
 	// in [net.ListenConfig]. It is called for every socket that the
-	// listener will hold, with network "tcp4" or "tcp6" ("udp4" or "udp6"
-	// for ListenPacket) and the address being bound; not for the probes
-	// that pick a port and are closed.
+	// listener will hold, guards included, with network "tcp4" or "tcp6"
+	// ("udp4" or "udp6" for ListenPacket) and the address being bound:
+	// the port chosen, or port 0 for the socket that picks it; not for the
+	// probes that pick a port and are closed.
+	//
+	// With port 0, Control must not turn on an option that lets other
+	// sockets share the port (SO_REUSEPORT, SO_REUSEPORT_LB, or
+	// SO_REUSEADDR where Listen left it off): the port would no longer be
+	// the listener's alone, and on the BSDs the port search itself would
+	// skip fewer ports. Listen reads the options back and fails if one is
+	// on. To share a port on purpose, listen on an explicit one.
 	Control func(network, address string, c syscall.RawConn) error
 
 	// KeepAlive is the keep-alive period of accepted connections, as in

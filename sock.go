@@ -63,6 +63,26 @@ type sockOpts struct {
 	// control is the user's [net.ListenConfig.Control], run after our
 	// options and before bind. Probes have none.
 	control func(network, address string, c syscall.RawConn) error
+	// private reports that the socket is on a port the listener picks
+	// (port 0): after control, no option that lets another socket share
+	// the port may be on, but SO_REUSEADDR where we set it ourselves.
+	private bool
+}
+
+// sockOption is a SOL_SOCKET option, by number and name.
+type sockOption struct {
+	opt  int
+	name string
+}
+
+// controlSharingError is the failure of a socket on a port the listener
+// picks, on which the user's Control turned on an option that lets another
+// socket share the port.
+type controlSharingError struct{ option string }
+
+func (e controlSharingError) Error() string {
+	return "dualstack: Control set " + e.option + " on a socket of a port that Listen picks (port 0): " +
+		"other sockets could share the port and take its traffic; to share a port on purpose, listen on an explicit one"
 }
 
 // socketAPI creates sockets.

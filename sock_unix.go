@@ -88,6 +88,11 @@ func (s *sysSocket) bind(a netip.AddrPort) (uint16, error) {
 		if err := s.o.control(s.o.proto.network(s.o.family), a.String(), rawConn(s.fd)); err != nil {
 			return 0, err
 		}
+		if s.o.private {
+			if err := s.checkNotShared(); err != nil {
+				return 0, err
+			}
+		}
 	}
 	sa, err := sockaddr(a)
 	if err != nil {
@@ -110,6 +115,26 @@ func (s *sysSocket) bind(a netip.AddrPort) (uint16, error) {
 		return uint16(got.Port), nil
 	}
 	return 0, os.NewSyscallError("getsockname", unix.EAFNOSUPPORT)
+}
+
+// checkNotShared reads back the options that let another socket share the
+// port, after the user's Control: none may be on but SO_REUSEADDR where we
+// set it. (The BSDs answer a boolean option with its flag, not 1.)
+func (s *sysSocket) checkNotShared() error {
+	opts := sharingOptions
+	if !s.o.reuseAddr {
+		opts = append([]sockOption{{unix.SO_REUSEADDR, "SO_REUSEADDR"}}, opts...)
+	}
+	for _, o := range opts {
+		v, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, o.opt)
+		if err != nil {
+			return os.NewSyscallError("getsockopt", err)
+		}
+		if v != 0 {
+			return controlSharingError{o.name}
+		}
+	}
+	return nil
 }
 
 func (s *sysSocket) listen() error {
