@@ -164,8 +164,10 @@ type osFacts struct {
 	// FreeBSD 15.1 (in_pcbbind_setup, in_pcb_lport_dest,
 	// in_pcblookup_hash_smr in sys/netinet/in_pcb.c); read in XNU's
 	// in_pcbbind (bsd/netinet/in_pcb.c) and in6_pcbsetport
-	// (bsd/netinet6/in6_src.c). Linux refuses such binds next to a
-	// listening socket (inet_csk_bind_conflict) and needs none.
+	// (bsd/netinet6/in6_src.c), and in OpenBSD's in_pcbbind_locked,
+	// in_pcbaddrisavail_lock and in_pcbpickport (sys/netinet/in_pcb.c).
+	// Linux refuses such binds next to a listening socket
+	// (inet_csk_bind_conflict) and needs none.
 	guards bool
 	// deniedIsTaken reports whether a bind refused for access (EACCES)
 	// means that the port is taken, so that an ephemeral attempt should
@@ -181,7 +183,10 @@ func factsFor(goos string) osFacts {
 		return osFacts{goos: goos, dualProbe: true, single: singleDirect, reuseAddr: true}
 	case "darwin", "ios", "freebsd":
 		return osFacts{goos: goos, single: singleHeldProbe, reuseAddr: true, guards: true}
-	case "openbsd", "dragonfly":
+	case "openbsd":
+		return osFacts{goos: goos, reuseAddr: true, guards: true, single: singleNone,
+			singleWhy: "the kernel does not let IPV6_V6ONLY be cleared"}
+	case "dragonfly":
 		return osFacts{goos: goos, reuseAddr: true, single: singleNone,
 			singleWhy: "the kernel does not let IPV6_V6ONLY be cleared"}
 	case "windows":
