@@ -361,3 +361,34 @@ func TestModelLaterBinders(t *testing.T) {
 		})
 	}
 }
+
+// TestModelEmptyKernelBindsEveryMode is the positive control of the model
+// tests: on an empty kernel every mode and address form binds on every
+// OS that supports it, so a model rule that refused our own binds (such as
+// an AF_INET wildcard refusing our dual-stack socket, or a guard refused
+// next to our own wildcard) fails here rather than passing as "refused".
+func TestModelEmptyKernelBindsEveryMode(t *testing.T) {
+	t.Parallel()
+	for _, goos := range model.All {
+		for _, c := range modelCases {
+			address := c.address
+			if address == "" {
+				address = fmt.Sprintf(":%d", modelLo)
+			}
+			k := model.New(goos, modelLo, modelHi, rand.New(rand.NewPCG(1, 2)))
+			lc := ListenConfig{Mode: c.mode}
+			p, err := lc.plan(context.Background(), hostSystem, tcp, "tcp", address)
+			require.NoError(t, err)
+			facts := factsFor(string(goos))
+			r, err := lc.binder(system{api: modelSockets{k}, facts: facts}).bind(p)
+			if c.mode == Single && facts.single == singleNone {
+				require.ErrorIs(t, err, errors.ErrUnsupported, "%s", goos)
+				continue
+			}
+			require.NoError(t, err, "%s %v %s on an empty kernel", goos, c.mode, address)
+			for _, dst := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()} {
+				assert.Empty(t, misroute(k, netip.AddrPortFrom(dst, r.port)), "%s %v %s", goos, c.mode, address)
+			}
+		}
+	}
+}

@@ -33,6 +33,8 @@ type agreement struct {
 	// lb reports whether the kernel has SO_REUSEPORT_LB; connect whether
 	// scenarios connect sockets and leave some in TIME_WAIT.
 	lb, connect bool
+	// without are model rules switched off, to show that they matter.
+	without []model.Rule
 }
 
 type stats struct {
@@ -58,8 +60,7 @@ func seed(t *testing.T) uint64 {
 func (a agreement) run(t *testing.T, n int) (disagreements int, st stats) {
 	rng := rand.New(rand.NewPCG(seed(t), 7))
 	for i := range n {
-		lo, hi := a.window(i)
-		if err := a.scenario(rng, lo, hi, &st); err != nil {
+		if err := a.nth(i, rng, &st); err != nil {
 			disagreements++
 			if disagreements <= 5 {
 				t.Errorf("scenario %d: %v", i, err)
@@ -67,6 +68,35 @@ func (a agreement) run(t *testing.T, n int) (disagreements int, st stats) {
 		}
 	}
 	return disagreements, st
+}
+
+// firstDisagreement runs up to n scenarios from a fixed seed and returns
+// the number of the first that disagrees, or -1.
+func (a agreement) firstDisagreement(n int) (int, error) {
+	rng := rand.New(rand.NewPCG(1, 7))
+	var st stats
+	for i := range n {
+		if err := a.nth(i, rng, &st); err != nil {
+			return i, err
+		}
+	}
+	return -1, nil
+}
+
+// rulesMatter switches each rule off in turn and requires the model, so
+// changed, to disagree with the kernel within n scenarios.
+func (a agreement) rulesMatter(t *testing.T, rules []model.Rule, n int) {
+	for _, r := range rules {
+		b := a
+		b.without = []model.Rule{r}
+		i, err := b.firstDisagreement(n)
+		if i < 0 {
+			t.Errorf("without %q the model still agrees with the kernel over %d scenarios", r, n)
+			continue
+		}
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		t.Logf("without %q: scenario %d disagrees: %s", r, i, first)
+	}
 }
 
 type pair struct {
@@ -85,73 +115,233 @@ var (
 // its own, so that no two share a 4-tuple.
 const anchorPort = 19900
 
-func (a agreement) scenario(rng *rand.Rand, lo, hi uint16, st *stats) (err error) {
+// trial is one scenario under way: the kernel's sockets and the model's.
+type trial struct {
+	a       agreement
+	k       *model.Kernel
+	lo, hi  uint16
+	st      *stats
+	socks   []*pair
+	anchors []int
+	trace   []string
+}
+
+func (a agreement) newTrial(rng *rand.Rand, lo, hi uint16, st *stats) *trial {
 	k := model.New(a.os, lo, hi, rng)
-	var socks []*pair
-	var anchors []int
-	defer func() {
-		for _, p := range socks {
-			unix.Close(p.fd)
-			if p.peer >= 0 {
-				unix.Close(p.peer)
-			}
+	k.Without(a.without...)
+	return &trial{a: a, k: k, lo: lo, hi: hi, st: st}
+}
+
+// end closes every socket, and adds the trace to err.
+func (tr *trial) end(err error) error {
+	for _, p := range tr.socks {
+		unix.Close(p.fd)
+		if p.peer >= 0 {
+			unix.Close(p.peer)
 		}
-		for _, fd := range anchors {
+	}
+	for _, fd := range tr.anchors {
+		unix.Close(fd)
+	}
+	if err != nil {
+		err = fmt.Errorf("%w\ntrace:\n  %s\nmodel: %v", err, strings.Join(tr.trace, "\n  "), tr.k.Sockets())
+	}
+	return err
+}
+
+func (tr *trial) live() []*pair {
+	var live []*pair
+	for _, p := range tr.socks {
+		if !p.m.Closed {
+			live = append(live, p)
+		}
+	}
+	return live
+}
+
+// connect connects a bound socket to an anchor of its own.
+func (tr *trial) connect(p *pair) error {
+	tr.st.connects++
+	peer, kerr := connectAnchor(p.fd, p.m, len(tr.anchors), &tr.anchors)
+	merr := tr.k.Connect(p.m, anchorHost(p.m.Family))
+	tr.trace = append(tr.trace, fmt.Sprintf("connect %v: %v", p.m, kerr))
+	if !sameErr(kerr, merr) {
+		return fmt.Errorf("connect %v: kernel %v, model %v", p.m, kerr, merr)
+	}
+	p.peer = peer
+	return nil
+}
+
+// listen starts a bound socket listening. Linux checks the port again,
+// against sockets bound since.
+func (tr *trial) listen(p *pair) error {
+	tr.st.listens++
+	kerr := unix.Listen(p.fd, 16)
+	merr := tr.k.Listen(p.m)
+	tr.trace = append(tr.trace, fmt.Sprintf("listen %v: %v", p.m, kerr))
+	if !sameErr(kerr, merr) {
+		return fmt.Errorf("listen %v: kernel %v, model %v", p.m, kerr, merr)
+	}
+	return nil
+}
+
+// close closes a socket; a connected one is left in TIME_WAIT, since the
+// anchor's end closes after it.
+func (tr *trial) close(p *pair) {
+	unix.Close(p.fd)
+	if p.peer >= 0 {
+		unix.Close(p.peer)
+		p.peer = -1
+	}
+	p.fd = -1
+	tr.k.Close(p.m)
+	tr.trace = append(tr.trace, "close "+p.m.String())
+	tr.st.closes++
+}
+
+// bind opens a socket with o and binds it to addr:port (port 0: the
+// ephemeral search). It returns the pair, or nil where the kernel refused
+// as the model does.
+func (tr *trial) bind(fam model.Family, addr netip.Addr, port uint16, o model.Options) (*pair, error) {
+	fd, err := openReal(fam, o)
+	if err != nil {
+		return nil, err
+	}
+	m := tr.k.Open(fam, o, "s")
+	tr.trace = append(tr.trace, fmt.Sprintf("bind %v %+v", netip.AddrPortFrom(addr, port), o))
+	got, kerr := bindReal(fd, netip.AddrPortFrom(addr, port))
+	if port == 0 {
+		tr.st.ephemeral++
+		allowed := tr.k.EphemeralPorts(m, addr)
+		switch {
+		case kerr != nil && len(allowed) > 0:
 			unix.Close(fd)
+			return nil, fmt.Errorf("ephemeral bind of %v %+v: kernel %v, model allows ports %v", addr, o, kerr, allowed)
+		case kerr != nil:
+			unix.Close(fd)
+			return nil, nil
+		case !contains(allowed, got):
+			unix.Close(fd)
+			return nil, fmt.Errorf("ephemeral bind of %v %+v: kernel took port %d, model allows %v", addr, o, got, allowed)
 		}
-	}()
-	var trace []string
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("%w\ntrace:\n  %s\nmodel: %v", err, strings.Join(trace, "\n  "), k.Sockets())
+		tr.k.Place(m, addr, got)
+		tr.trace[len(tr.trace)-1] += fmt.Sprintf(" -> %d", got)
+	} else {
+		tr.st.explicit++
+		_, merr := tr.k.Bind(m, netip.AddrPortFrom(addr, port))
+		if !sameErr(kerr, merr) {
+			unix.Close(fd)
+			return nil, fmt.Errorf("bind %v %+v: kernel %v, model %v", netip.AddrPortFrom(addr, port), o, kerr, merr)
 		}
-	}()
-	ops := 2 + rng.IntN(8)
-	for range ops {
-		var live []*pair
-		for _, p := range socks {
-			if !p.m.Closed {
-				live = append(live, p)
+		if kerr != nil {
+			unix.Close(fd)
+			return nil, nil
+		}
+	}
+	p := &pair{fd: fd, m: m, peer: -1}
+	tr.socks = append(tr.socks, p)
+	return p, nil
+}
+
+// deliveries connects to 127.0.0.1 and ::1 on every port of the range.
+func (tr *trial) deliveries() error {
+	for p := tr.lo; p <= tr.hi; p++ {
+		for _, dst := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")} {
+			tr.st.deliveries++
+			if err := compareDelivery(tr.k, tr.socks, netip.AddrPortFrom(dst, p)); err != nil {
+				return err
 			}
 		}
-		if i := rng.IntN(len(live) + 1); i < len(live) && !live[i].m.Listening && !live[i].m.Connected && rng.IntN(2) == 0 {
-			p := live[i]
-			if a.connect && rng.IntN(2) == 0 {
-				// Connect a bound socket to an anchor of its own.
-				st.connects++
-				peer, kerr := connectAnchor(p.fd, p.m, len(anchors), &anchors)
-				merr := k.Connect(p.m, anchorHost(p.m.Family))
-				trace = append(trace, fmt.Sprintf("connect %v: %v", p.m, kerr))
-				if !sameErr(kerr, merr) {
-					return fmt.Errorf("connect %v: kernel %v, model %v", p.m, kerr, merr)
+	}
+	return nil
+}
+
+// scripts are scenarios written out, run before the random ones: kernel
+// behaviours that random scenarios meet once in thousands.
+func (a agreement) scripts() []func(tr *trial) error {
+	var out []func(tr *trial) error
+	must := func(p *pair, err error) func(func(*pair) error) error {
+		return func(next func(*pair) error) error {
+			if err != nil {
+				return err
+			}
+			if p == nil {
+				return fmt.Errorf("the script's bind was refused by both")
+			}
+			return next(p)
+		}
+	}
+	lo4, any4 := netip.MustParseAddr("127.0.0.1"), netip.IPv4Unspecified()
+	if a.lb {
+		// An exact SO_REUSEPORT_LB group whose only member left before
+		// listening stays, and hides the wildcard's group: 127.0.0.1
+		// reaches the later bound socket, which refuses it.
+		out = append(out, func(tr *trial) error {
+			return must(tr.bind(4, lo4, tr.lo, model.Options{ReusePortLB: true}))(func(p *pair) error {
+				tr.close(p)
+				return must(tr.bind(4, any4, tr.lo, model.Options{ReuseAddr: true, ReusePortLB: true}))(func(w *pair) error {
+					if err := tr.listen(w); err != nil {
+						return err
+					}
+					if _, err := tr.bind(4, lo4, tr.lo, model.Options{ReusePort: true}); err != nil {
+						return err
+					}
+					return tr.deliveries()
+				})
+			})
+		})
+	}
+	if a.connect {
+		// A dual-stack socket connected over IPv6 is IPv6-only: an AF_INET
+		// wildcard binds its port.
+		out = append(out, func(tr *trial) error {
+			return must(tr.bind(6, netip.IPv6Unspecified(), tr.lo, model.Options{}))(func(d *pair) error {
+				if err := tr.connect(d); err != nil {
+					return err
 				}
-				p.peer = peer
-				continue
+				if _, err := tr.bind(4, any4, tr.lo, model.Options{}); err != nil {
+					return err
+				}
+				return tr.deliveries()
+			})
+		})
+	}
+	return out
+}
+
+// nth runs scenario i: a script while there are some, then random ones.
+func (a agreement) nth(i int, rng *rand.Rand, st *stats) error {
+	lo, hi := a.window(i)
+	if scripts := a.scripts(); i < len(scripts) {
+		tr := a.newTrial(rng, lo, hi, st)
+		return tr.end(scripts[i](tr))
+	}
+	return a.scenario(rng, lo, hi, st)
+}
+
+// scenario runs one random scenario.
+func (a agreement) scenario(rng *rand.Rand, lo, hi uint16, st *stats) error {
+	tr := a.newTrial(rng, lo, hi, st)
+	return tr.end(tr.random(rng))
+}
+
+func (tr *trial) random(rng *rand.Rand) error {
+	for range 2 + rng.IntN(8) {
+		live := tr.live()
+		if i := rng.IntN(len(live) + 1); i < len(live) && !live[i].m.Listening && !live[i].m.Connected && rng.IntN(2) == 0 {
+			var err error
+			if tr.a.connect && rng.IntN(2) == 0 {
+				err = tr.connect(live[i])
+			} else {
+				err = tr.listen(live[i])
 			}
-			// Listen on a socket bound earlier: Linux checks the port
-			// again, against sockets bound since.
-			st.listens++
-			kerr := unix.Listen(p.fd, 16)
-			merr := k.Listen(p.m)
-			trace = append(trace, fmt.Sprintf("late listen %v: %v", p.m, kerr))
-			if !sameErr(kerr, merr) {
-				return fmt.Errorf("late listen %v: kernel %v, model %v", p.m, kerr, merr)
+			if err != nil {
+				return err
 			}
 			continue
 		}
 		if len(live) > 0 && rng.IntN(5) == 0 {
-			p := live[rng.IntN(len(live))]
-			unix.Close(p.fd)
-			if p.peer >= 0 {
-				// The anchor's end closes after ours: ours is left in
-				// TIME_WAIT, holding its port.
-				unix.Close(p.peer)
-				p.peer = -1
-			}
-			p.fd = -1
-			k.Close(p.m)
-			trace = append(trace, "close "+p.m.String())
-			st.closes++
+			tr.close(live[rng.IntN(len(live))])
 			continue
 		}
 		fam := model.Family(4)
@@ -163,68 +353,23 @@ func (a agreement) scenario(rng *rand.Rand, lo, hi uint16, st *stats) (err error
 			V6Only:      fam == 6 && rng.IntN(2) == 0,
 			ReuseAddr:   rng.IntN(3) == 0,
 			ReusePort:   rng.IntN(4) == 0,
-			ReusePortLB: a.lb && rng.IntN(5) == 0,
+			ReusePortLB: tr.a.lb && rng.IntN(5) == 0,
 		}
 		port := uint16(0)
 		if rng.IntN(3) != 0 {
-			port = lo + uint16(rng.IntN(int(hi-lo)+1))
+			port = tr.lo + uint16(rng.IntN(int(tr.hi-tr.lo)+1))
 		}
-		fd, err := openReal(fam, o)
+		p, err := tr.bind(fam, addr, port, o)
 		if err != nil {
 			return err
 		}
-		m := k.Open(fam, o, "s")
-		trace = append(trace, fmt.Sprintf("bind %v %+v", netip.AddrPortFrom(addr, port), o))
-
-		got, kerr := bindReal(fd, netip.AddrPortFrom(addr, port))
-		if port == 0 {
-			st.ephemeral++
-			allowed := k.EphemeralPorts(m, addr)
-			switch {
-			case kerr != nil && len(allowed) > 0:
-				unix.Close(fd)
-				return fmt.Errorf("ephemeral bind of %v %+v: kernel %v, model allows ports %v", addr, o, kerr, allowed)
-			case kerr != nil:
-				unix.Close(fd)
-				continue
-			case !contains(allowed, got):
-				unix.Close(fd)
-				return fmt.Errorf("ephemeral bind of %v %+v: kernel took port %d, model allows %v", addr, o, got, allowed)
-			}
-			k.Place(m, addr, got)
-			trace[len(trace)-1] += fmt.Sprintf(" -> %d", got)
-		} else {
-			st.explicit++
-			_, merr := k.Bind(m, netip.AddrPortFrom(addr, port))
-			if !sameErr(kerr, merr) {
-				unix.Close(fd)
-				return fmt.Errorf("bind %v %+v: kernel %v, model %v", netip.AddrPortFrom(addr, port), o, kerr, merr)
-			}
-			if kerr != nil {
-				unix.Close(fd)
-				continue
-			}
-		}
-		socks = append(socks, &pair{fd: fd, m: m, peer: -1})
-		if rng.IntN(4) != 0 {
-			st.listens++
-			kerr := unix.Listen(fd, 16)
-			merr := k.Listen(m)
-			trace = append(trace, fmt.Sprintf("listen %v: %v", m, kerr))
-			if !sameErr(kerr, merr) {
-				return fmt.Errorf("listen %v: kernel %v, model %v", m, kerr, merr)
-			}
-		}
-	}
-	for p := lo; p <= hi; p++ {
-		for _, dst := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")} {
-			st.deliveries++
-			if err := compareDelivery(k, socks, netip.AddrPortFrom(dst, p)); err != nil {
+		if p != nil && rng.IntN(4) != 0 {
+			if err := tr.listen(p); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
+	return tr.deliveries()
 }
 
 // connectAnchor connects the bound socket fd to a listener of its own

@@ -27,3 +27,14 @@ func TestLinuxModelAgreesWithKernel(t *testing.T) {
 	t.Logf("%d scenarios: %v; %d disagreements", scenarios, st, d)
 	require.Zero(t, d)
 }
+
+// TestLinuxRulesMatter: with any one rule of the Linux model switched off,
+// the model disagrees with the kernel. The range is two ports, so that
+// scenarios often fill it: a model that lets the ephemeral search take
+// more ports than the kernel does shows only when the kernel finds none.
+func TestLinuxRulesMatter(t *testing.T) {
+	const lo, hi = 41000, 41001
+	netns.Enter(t, netns.PortRange(lo, hi))
+	a := agreement{os: model.Linux, window: func(int) (uint16, uint16) { return lo, hi }}
+	a.rulesMatter(t, model.Rules(model.Linux), 6000)
+}

@@ -51,6 +51,7 @@
 package model
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -147,6 +148,7 @@ type Kernel struct {
 	buckets map[uint16]*bucket
 	groups  map[groupKey]*lbGroup // FreeBSD's SO_REUSEPORT_LB groups
 	nextID  int
+	off     map[Rule]bool // rules switched off (Without)
 }
 
 // groupKey names a SO_REUSEPORT_LB group: one family, address and port.
@@ -213,7 +215,7 @@ func (k *Kernel) Bind(s *Socket, a netip.AddrPort) (uint16, error) {
 	if (s.Family == 4) != addr.Is4() {
 		return 0, syscall.EAFNOSUPPORT
 	}
-	if k.OS == Linux && s.Family == 6 && !addr.IsUnspecified() {
+	if k.OS == Linux && s.Family == 6 && !addr.IsUnspecified() && k.has(LinuxSpecificV6Only) {
 		s.Opts.V6Only = true // inet6_bind: a specific address is IPv6-only
 	}
 	port := a.Port()
@@ -231,7 +233,7 @@ func (k *Kernel) Bind(s *Socket, a netip.AddrPort) (uint16, error) {
 
 // CanBind reports whether s could bind a explicitly now, without binding.
 func (k *Kernel) CanBind(s *Socket, a netip.AddrPort) error {
-	if k.OS == Linux && s.Family == 6 && !a.Addr().IsUnspecified() {
+	if k.OS == Linux && s.Family == 6 && !a.Addr().IsUnspecified() && k.has(LinuxSpecificV6Only) {
 		o := s.Opts
 		defer func() { s.Opts = o }()
 		s.Opts.V6Only = true
@@ -269,14 +271,14 @@ func (k *Kernel) Listen(s *Socket) error {
 	if !s.Bound || s.Closed {
 		return syscall.EINVAL
 	}
-	if k.OS == Linux {
+	if k.OS == Linux && k.has(LinuxListenRecheck) {
 		// inet_csk_listen_start marks the socket listening, then takes the
 		// port again: a bound socket of SO_REUSEADDR may meet a conflict
 		// here that its bind did not.
 		s.Listening = true
 		if !k.linuxFastPath(s) {
 			for _, t := range k.bound {
-				if t != s && t.Port == s.Port && linuxOverlap(s, s.Addr, t) && linuxConflict(s, t) {
+				if t != s && t.Port == s.Port && k.linuxOverlap(s, s.Addr, t) && k.linuxConflict(s, t) {
 					s.Listening = false
 					return syscall.EADDRINUSE
 				}
@@ -310,7 +312,7 @@ func (k *Kernel) leaveGroup(s *Socket) {
 		return
 	}
 	g.members = slices.DeleteFunc(g.members, func(t *Socket) bool { return t == s })
-	if len(g.members) == 0 && s.listened {
+	if len(g.members) == 0 && (s.listened || !k.has(FreeBSDLBStaleGroup)) {
 		delete(k.groups, key)
 	}
 }
@@ -343,10 +345,10 @@ func (k *Kernel) Connect(s *Socket, peer netip.Addr) error {
 	if !s.Bound || s.Closed || s.Listening || s.Connected || familyOf(peer) != s.Family {
 		return syscall.EINVAL
 	}
-	if s.dual() {
+	if s.dual() && k.has(BSDConnectV6Only) {
 		s.Opts.V6Only = true
 	}
-	if k.OS == FreeBSD && s.Opts.ReusePortLB {
+	if k.OS == FreeBSD && s.Opts.ReusePortLB && k.has(FreeBSDLBNoConnect) {
 		return syscall.EOPNOTSUPP
 	}
 	if s.Addr.IsUnspecified() {
@@ -362,7 +364,7 @@ func (k *Kernel) Sockets() []*Socket { return slices.Clone(k.bound) }
 // Place records s as bound to addr:port without any check. Tests use it to
 // follow a real kernel's choice of an ephemeral port.
 func (k *Kernel) Place(s *Socket, addr netip.Addr, port uint16) {
-	if k.OS == Linux && s.Family == 6 && !addr.IsUnspecified() {
+	if k.OS == Linux && s.Family == 6 && !addr.IsUnspecified() && k.has(LinuxSpecificV6Only) {
 		s.Opts.V6Only = true
 	}
 	s.Addr, s.Port, s.Bound = addr, port, true
@@ -371,7 +373,7 @@ func (k *Kernel) Place(s *Socket, addr netip.Addr, port uint16) {
 	}
 	k.bound = slices.Insert(k.bound, 0, s)
 	// in_pcbinslbgrouphash puts no dual-stack wildcard in a group.
-	if k.OS == FreeBSD && s.Opts.ReusePortLB && !s.dual() {
+	if k.OS == FreeBSD && s.Opts.ReusePortLB && (!s.dual() || !k.has(FreeBSDLBNoDual)) {
 		key := groupKey{s.Family, addr, port}
 		g := k.groups[key]
 		if g == nil {
@@ -415,8 +417,11 @@ func (k *Kernel) Deliver(dst netip.AddrPort) []*Socket {
 
 // takes reports whether the unconnected socket s, seen from a lookup of
 // dst's family, is bound to dst's address (exact) or to the wildcard.
-func takes(s *Socket, dst netip.AddrPort) (exact, wild bool) {
+func (k *Kernel) takes(s *Socket, dst netip.AddrPort) (exact, wild bool) {
 	if s.Port != dst.Port() || s.Connected || s.TimeWait || !bsdSees(s, familyOf(dst.Addr())) {
+		return false, false
+	}
+	if !s.Listening && !k.has(BSDBoundTakes) {
 		return false, false
 	}
 	a := bsdAddr(s, familyOf(dst.Addr()))
@@ -449,10 +454,10 @@ func (k *Kernel) freebsdDeliver(dst netip.AddrPort) []*Socket {
 	if g == nil {
 		g = k.groups[groupKey{f, unspecifiedOf(f), dst.Port()}]
 	}
-	if g != nil {
+	if g != nil && k.has(FreeBSDLBGroups) {
 		var active []*Socket
 		for _, s := range g.members {
-			if s.Listening {
+			if s.Listening || !k.has(FreeBSDLBPending) {
 				active = append(active, s)
 			}
 		}
@@ -460,17 +465,32 @@ func (k *Kernel) freebsdDeliver(dst netip.AddrPort) []*Socket {
 			return active
 		}
 	}
-	var firstWild *Socket
+	var exact, wild, inet, mapped *Socket
 	for _, s := range k.bound {
-		switch exact, wild := takes(s, dst); {
-		case exact:
-			return []*Socket{s}
-		case wild && firstWild == nil:
-			firstWild = s
+		e, w := k.takes(s, dst)
+		switch {
+		case e && exact == nil:
+			exact = s
+		case w && wild == nil:
+			wild = s
+		}
+		switch {
+		case w && s.Family == f && inet == nil:
+			inet = s
+		case w && s.Family != f && mapped == nil:
+			mapped = s
 		}
 	}
-	if firstWild != nil {
-		return []*Socket{firstWild}
+	if !k.has(FreeBSDNewestWildcard) {
+		// The old order: an AF_INET wildcard before a dual-stack one.
+		wild = cmp.Or(inet, mapped)
+	}
+	first, second := exact, wild
+	if !k.has(BSDExactFirst) {
+		first, second = wild, exact
+	}
+	if s := cmp.Or(first, second); s != nil {
+		return []*Socket{s}
 	}
 	return nil
 }
@@ -479,23 +499,33 @@ func (k *Kernel) freebsdDeliver(dst netip.AddrPort) []*Socket {
 // newest socket on exactly dst's address, else the oldest AF_INET6 or
 // AF_INET wildcard of dst's family, else (IPv4) the oldest dual-stack one.
 func (k *Kernel) xnuDeliver(dst netip.AddrPort) []*Socket {
-	var wild, mapped *Socket
+	var exact, newest, wild, mapped *Socket
 	for _, s := range k.bound {
-		exact, w := takes(s, dst)
+		e, w := k.takes(s, dst)
 		switch {
-		case exact:
-			return []*Socket{s}
+		case e && exact == nil:
+			exact = s
+		case w && newest == nil:
+			newest = s
+		}
+		switch {
 		case w && s.Family == familyOf(dst.Addr()):
 			wild = s
 		case w:
 			mapped = s
 		}
 	}
-	switch {
-	case wild != nil:
-		return []*Socket{wild}
-	case mapped != nil:
-		return []*Socket{mapped}
+	any := cmp.Or(wild, mapped)
+	if !k.has(XNUOldestWildcard) {
+		// FreeBSD 15's order: the newest wildcard of either family.
+		any = newest
+	}
+	first, second := exact, any
+	if !k.has(BSDExactFirst) {
+		first, second = any, exact
+	}
+	if s := cmp.Or(first, second); s != nil {
+		return []*Socket{s}
 	}
 	return nil
 }
@@ -509,8 +539,14 @@ func (k *Kernel) score(s *Socket, dst netip.Addr) int {
 		case s.Family == 4 && s.Addr == dst:
 			return 3
 		case s.Family == 4 && s.Addr.IsUnspecified():
+			if !k.has(LinuxInetWildFirst) {
+				return 1
+			}
 			return 2
 		case s.dual():
+			if !k.has(LinuxInetWildFirst) {
+				return 2
+			}
 			return 1
 		}
 		return 0
@@ -534,7 +570,7 @@ func (k *Kernel) check(s *Socket, addr netip.Addr, port uint16) error {
 			return nil
 		}
 		for _, t := range k.bound {
-			if t.Port == port && linuxOverlap(s, addr, t) && linuxConflict(s, t) {
+			if t.Port == port && k.linuxOverlap(s, addr, t) && k.linuxConflict(s, t) {
 				return syscall.EADDRINUSE
 			}
 		}
@@ -553,7 +589,7 @@ func (k *Kernel) check(s *Socket, addr netip.Addr, port uint16) error {
 // owner.
 func (k *Kernel) linuxFastPath(s *Socket) bool {
 	b := k.buckets[s.Port]
-	if b == nil {
+	if b == nil || !k.has(LinuxFastReuse) {
 		return false
 	}
 	if b.fastreuse && s.Opts.ReuseAddr && !s.Listening {
@@ -625,8 +661,11 @@ func (k *Kernel) ephemeralOK(s *Socket, addr netip.Addr, port uint16) bool {
 	case Linux:
 		// inet_csk_find_open_port: any overlapping owner rules a port out,
 		// whatever the options (relax is false; autobind_reuse is off).
+		if !k.has(LinuxEphemeralAnyOwner) {
+			return k.check(s, addr, port) == nil
+		}
 		for _, t := range k.bound {
-			if t.Port == port && linuxOverlap(s, addr, t) {
+			if t.Port == port && k.linuxOverlap(s, addr, t) {
 				return false
 			}
 		}
@@ -634,17 +673,18 @@ func (k *Kernel) ephemeralOK(s *Socket, addr netip.Addr, port uint16) bool {
 	case Windows:
 		return k.windowsCheck(s, addr, port) == nil
 	}
-	wild := !s.Opts.reuse()
+	wild := !s.Opts.reuse() || !k.has(BSDReuseExact)
 	if s.Family == 4 {
 		// XNU's in_pcbbind looks up wildcards for every implicit bind.
-		return k.bsdLookup(4, addr, port, wild || k.OS != FreeBSD) == nil
+		xnuWild := k.OS != FreeBSD && k.has(XNUEphemeralV4Wild)
+		return k.bsdLookup(4, addr, port, wild || xnuWild) == nil
 	}
 	if k.bsdLookup(6, addr, port, wild) != nil {
 		return false
 	}
 	// FreeBSD's in_pcb_lport_dest asks the IPv4 lookup too for a
 	// dual-stack socket; macOS's IPv6 search sees AF_INET6 sockets only.
-	if k.OS == FreeBSD && !s.Opts.V6Only && addr.IsUnspecified() {
+	if k.OS == FreeBSD && !s.Opts.V6Only && addr.IsUnspecified() && k.has(FreeBSDDualEphemeralV4) {
 		return k.bsdLookup(4, netip.IPv4Unspecified(), port, wild) == nil
 	}
 	return true
@@ -652,9 +692,9 @@ func (k *Kernel) ephemeralOK(s *Socket, addr netip.Addr, port uint16) bool {
 
 // linuxOverlap is inet_rcv_saddr_equal with wildcards matching: whether
 // s, binding addr, and the bound t claim common addresses.
-func linuxOverlap(s *Socket, addr netip.Addr, t *Socket) bool {
-	sOnly := s.Family == 6 && (s.Opts.V6Only || !addr.IsUnspecified())
-	tOnly := t.Family == 6 && t.Opts.V6Only
+func (k *Kernel) linuxOverlap(s *Socket, addr netip.Addr, t *Socket) bool {
+	sOnly := s.Family == 6 && (s.Opts.V6Only || !addr.IsUnspecified() && k.has(LinuxSpecificV6Only)) && k.has(LinuxV6OnlyNoOverlap)
+	tOnly := t.Family == 6 && t.Opts.V6Only && k.has(LinuxV6OnlyNoOverlap)
 	switch {
 	case s.Family == 4 && t.Family == 4:
 		return addr == t.Addr || addr.IsUnspecified() || t.Addr.IsUnspecified()
@@ -668,11 +708,11 @@ func linuxOverlap(s *Socket, addr netip.Addr, t *Socket) bool {
 
 // linuxConflict is inet_csk_bind_conflict for one overlapping owner t of
 // the port, for an explicit bind or a listen (relax and reuseport_ok).
-func linuxConflict(s, t *Socket) bool {
-	if s.Opts.ReuseAddr && t.Opts.ReuseAddr && !t.Listening {
+func (k *Kernel) linuxConflict(s, t *Socket) bool {
+	if s.Opts.ReuseAddr && t.Opts.ReuseAddr && !t.Listening && k.has(LinuxReuseAddr) {
 		return false
 	}
-	return !(s.Opts.ReusePort && t.Opts.ReusePort)
+	return !(s.Opts.ReusePort && t.Opts.ReusePort && k.has(LinuxReusePort))
 }
 
 // bsdSees reports whether the BSD lookup of family f sees s.
@@ -694,15 +734,14 @@ func bsdAddr(s *Socket, f Family) netip.Addr {
 // bsdLookup is in_pcblookup_local (f 4) or in6_pcblookup_local (f 6):
 // with wild, the best fit among the port's sockets, connected and
 // TIME_WAIT ones included, fewest wildcards first, the newest on a tie; a
-// connected socket costs one more, and on FreeBSD a dual-stack socket seen
-// by the IPv4 lookup three more. Without wild, the newest unconnected
-// socket on exactly that address.
+// connected socket costs one more. Without wild, the newest unconnected
+// socket on exactly that address. (FreeBSD also costs a dual-stack socket
+// three more, INP_LOOKUP_MAPPED_PCB_COST, and raises the limit as much;
+// that decides only which socket is found, which matters for the check
+// between users, not modelled, and not whether one is.)
 func (k *Kernel) bsdLookup(f Family, addr netip.Addr, port uint16, wild bool) *Socket {
 	var match *Socket
 	matchWild := 3
-	if k.OS == FreeBSD && f == 4 {
-		matchWild += mappedCost
-	}
 	for _, t := range k.bound {
 		if t.Port != port || !bsdSees(t, f) {
 			continue
@@ -715,10 +754,10 @@ func (k *Kernel) bsdLookup(f Family, addr netip.Addr, port uint16, wild bool) *S
 			continue
 		}
 		n := 0
-		if k.OS == FreeBSD && f == 4 && t.Family == 6 {
-			n += mappedCost
-		}
 		if t.Connected {
+			if !k.has(BSDConnectedHolds) {
+				continue
+			}
 			n++
 		}
 		switch {
@@ -739,16 +778,14 @@ func (k *Kernel) bsdLookup(f Family, addr netip.Addr, port uint16, wild bool) *S
 	return match
 }
 
-// mappedCost is FreeBSD's INP_LOOKUP_MAPPED_PCB_COST.
-const mappedCost = 3
-
 // bsdCheck is in_pcbbind (AF_INET) and in6_pcbbind (AF_INET6) for one
 // user's sockets: a socket found refuses the bind unless both have
 // SO_REUSEPORT or, on FreeBSD, both SO_REUSEPORT_LB.
 func (k *Kernel) bsdCheck(s *Socket, addr netip.Addr, port uint16) error {
-	wild := !s.Opts.reuse()
+	wild := !s.Opts.reuse() || !k.has(BSDReuseExact)
 	shares := func(t *Socket) bool {
-		return s.Opts.ReusePort && t.Opts.ReusePort || s.Opts.ReusePortLB && t.Opts.ReusePortLB
+		return s.Opts.ReusePort && t.Opts.ReusePort && k.has(BSDReusePortShares) ||
+			s.Opts.ReusePortLB && t.Opts.ReusePortLB && k.has(FreeBSDLBShares)
 	}
 	if s.Family == 4 {
 		if t := k.bsdLookup(4, addr, port, wild); t != nil && !shares(t) {
@@ -759,11 +796,11 @@ func (k *Kernel) bsdCheck(s *Socket, addr netip.Addr, port uint16) error {
 	if t := k.bsdLookup(6, addr, port, wild); t != nil && !shares(t) {
 		return syscall.EADDRINUSE
 	}
-	if k.OS != OpenBSD && !s.Opts.V6Only && addr.IsUnspecified() {
+	if k.OS != OpenBSD && !s.Opts.V6Only && addr.IsUnspecified() && k.has(BSDDualChecksIPv4) {
 		// A dual-stack bind is refused by an IPv4 holder unless that is an
 		// AF_INET wildcard, which keeps its IPv4 traffic.
 		t := k.bsdLookup(4, netip.IPv4Unspecified(), port, wild)
-		if t != nil && !shares(t) && (!bsdAddr(t, 4).IsUnspecified() || t.Family == 6) {
+		if t != nil && !shares(t) && !(t.Family == 4 && t.Addr.IsUnspecified() && k.has(BSDInetWildcardExempt)) {
 			return syscall.EADDRINUSE
 		}
 	}

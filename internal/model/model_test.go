@@ -1,8 +1,10 @@
 package model_test
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -176,5 +178,56 @@ func TestOpenBSDNoDualStack(t *testing.T) {
 		if e.fam == 4 {
 			assert.Equal(t, "ok", bindResult(model.OpenBSD, e, v6only, false))
 		}
+	}
+}
+
+// TestDarwinRulesMatter: the rules of the macOS model that no FreeBSD
+// kernel can check, each against what XNU's source says, and each switched
+// off to show that the check sees it.
+func TestDarwinRulesMatter(t *testing.T) {
+	t.Parallel()
+	checks := map[model.Rule]struct {
+		want string // what XNU does
+		run  func(k *model.Kernel) string
+	}{
+		// in_pcbbind: an ephemeral AF_INET bind looks up wildcards even
+		// with SO_REUSEADDR, so it skips a port an AF_INET wildcard holds.
+		model.XNUEphemeralV4Wild: {"skip", func(k *model.Kernel) string {
+			h := k.Open(4, model.Options{}, "holder")
+			k.Bind(h, netip.AddrPortFrom(netip.IPv4Unspecified(), port))
+			k.Listen(h)
+			s := k.Open(4, model.Options{ReuseAddr: true}, "new")
+			if len(k.EphemeralPorts(s, netip.MustParseAddr("127.0.0.1"))) > 0 {
+				return "P?"
+			}
+			return "skip"
+		}},
+		// in_pcblookup_hash_locked: IPv4 goes to the AF_INET wildcard
+		// before a dual-stack one, even a newer one.
+		model.XNUOldestWildcard: {"AF_INET", func(k *model.Kernel) string {
+			a := k.Open(4, model.Options{}, "AF_INET")
+			k.Bind(a, netip.AddrPortFrom(netip.IPv4Unspecified(), port))
+			k.Listen(a)
+			d := k.Open(6, model.Options{}, "dual")
+			k.Bind(d, netip.AddrPortFrom(netip.IPv6Unspecified(), port))
+			k.Listen(d)
+			got := k.Deliver(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
+			if len(got) != 1 {
+				return fmt.Sprint(got)
+			}
+			return got[0].Owner
+		}},
+	}
+	for _, r := range model.Rules(model.Darwin) {
+		if !strings.HasPrefix(string(r), "xnu:") {
+			continue // checked on the FreeBSD kernel (TestFreeBSDRulesMatter)
+		}
+		c, ok := checks[r]
+		require.True(t, ok, "no check of %q", r)
+		k := model.New(model.Darwin, port, port, rand.New(rand.NewPCG(1, 2)))
+		assert.Equal(t, c.want, c.run(k), "%s", r)
+		k = model.New(model.Darwin, port, port, rand.New(rand.NewPCG(1, 2)))
+		k.Without(r)
+		assert.NotEqual(t, c.want, c.run(k), "without %q the check still passes", r)
 	}
 }
