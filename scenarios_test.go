@@ -78,8 +78,12 @@ func reuseOptions() [][]int {
 }
 
 // otherAddrs are the addresses other programs bind: each loopback and
-// wildcard, the IPv6 wildcard both IPv6-only and dual-stack.
-var otherAddrs = []sock{{host: "127.0.0.1"}, {host: "0.0.0.0"}, {host: "::1"}, {host: "::"}, {host: "::", dual: true}}
+// wildcard, the IPv6 wildcard both IPv6-only and dual-stack, and the IPv4
+// ones again as IPv4-mapped addresses of an AF_INET6 socket.
+var otherAddrs = []sock{
+	{host: "127.0.0.1"}, {host: "0.0.0.0"}, {host: "::1"}, {host: "::"}, {host: "::", dual: true},
+	{host: "::ffff:127.0.0.1", dual: true}, {host: "::ffff:0.0.0.0", dual: true},
+}
 
 // open makes the socket and binds it to port (0: ephemeral), returning the
 // descriptor and the port bound.

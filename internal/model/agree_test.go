@@ -107,7 +107,11 @@ type pair struct {
 
 var (
 	addrs4 = []netip.Addr{netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("127.0.0.1")}
-	addrs6 = []netip.Addr{netip.MustParseAddr("::"), netip.MustParseAddr("::1")}
+	// The IPv6 addresses, IPv4-mapped ones included: an AF_INET6 socket
+	// bound to ::ffff:a.b.c.d is an AF_INET one to the kernel.
+	addrs6 = []netip.Addr{netip.MustParseAddr("::"), netip.MustParseAddr("::1"),
+		netip.MustParseAddr("::"), netip.MustParseAddr("::1"),
+		netip.MustParseAddr("::ffff:0.0.0.0"), netip.MustParseAddr("::ffff:127.0.0.1")}
 )
 
 // anchorPort is the first of the ports, outside every scenario's range,
@@ -291,6 +295,26 @@ func (a agreement) scripts() []func(tr *trial) error {
 			})
 		})
 	}
+	// An AF_INET socket and an AF_INET6 one on ::ffff:127.0.0.1, sharing
+	// the port by SO_REUSEPORT: which one takes 127.0.0.1.
+	out = append(out, func(tr *trial) error {
+		for _, addr := range []netip.Addr{lo4, netip.MustParseAddr("::ffff:127.0.0.1")} {
+			fam := model.Family(4)
+			if addr.Is6() {
+				fam = 6
+			}
+			p, err := tr.bind(fam, addr, tr.lo, model.Options{ReusePort: true})
+			if err != nil {
+				return err
+			}
+			if p != nil {
+				if err := tr.listen(p); err != nil {
+					return err
+				}
+			}
+		}
+		return tr.deliveries()
+	})
 	if a.connect {
 		// A dual-stack socket connected over IPv6 is IPv6-only: an AF_INET
 		// wildcard binds its port.
@@ -330,7 +354,7 @@ func (tr *trial) random(rng *rand.Rand) error {
 		live := tr.live()
 		if i := rng.IntN(len(live) + 1); i < len(live) && !live[i].m.Listening && !live[i].m.Connected && rng.IntN(2) == 0 {
 			var err error
-			if tr.a.connect && rng.IntN(2) == 0 {
+			if tr.a.connect && rng.IntN(2) == 0 && !live[i].m.Mapped {
 				err = tr.connect(live[i])
 			} else {
 				err = tr.listen(live[i])
@@ -347,7 +371,7 @@ func (tr *trial) random(rng *rand.Rand) error {
 		fam := model.Family(4)
 		addr := addrs4[rng.IntN(2)]
 		if rng.IntN(2) == 0 {
-			fam, addr = 6, addrs6[rng.IntN(2)]
+			fam, addr = 6, addrs6[rng.IntN(len(addrs6))]
 		}
 		o := model.Options{
 			V6Only:      fam == 6 && rng.IntN(2) == 0,

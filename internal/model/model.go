@@ -108,6 +108,11 @@ type Socket struct {
 	// connected, and the kernel keeps it, in TIME_WAIT, until Expire.
 	TimeWait bool
 	Closed   bool
+	// Mapped reports an AF_INET6 socket bound to an IPv4-mapped address
+	// (::ffff:a.b.c.d): the kernels treat it as an AF_INET socket on
+	// a.b.c.d, and the model does, with Family 4 and Addr a.b.c.d, but
+	// for the few rules that tell it apart.
+	Mapped bool
 
 	listened bool // listening when closed
 }
@@ -130,7 +135,11 @@ func (s *Socket) String() string {
 	case s.Bound:
 		state = "bound"
 	}
-	return fmt.Sprintf("%s#%d[%s%s %v %s]", s.Owner, s.ID, netip.AddrPortFrom(s.Addr, s.Port), v6only, s.Opts, state)
+	mapped := ""
+	if s.Mapped {
+		mapped = " mapped"
+	}
+	return fmt.Sprintf("%s#%d[%s%s%s %v %s]", s.Owner, s.ID, netip.AddrPortFrom(s.Addr, s.Port), v6only, mapped, s.Opts, state)
 }
 
 // dual reports whether the socket takes IPv4 on an AF_INET6 wildcard.
@@ -211,16 +220,12 @@ func (k *Kernel) Bind(s *Socket, a netip.AddrPort) (uint16, error) {
 	if s.Bound || s.Closed {
 		return 0, syscall.EINVAL
 	}
-	addr := a.Addr()
-	if (s.Family == 4) != addr.Is4() {
-		return 0, syscall.EAFNOSUPPORT
-	}
-	if k.OS == Linux && s.Family == 6 && !addr.IsUnspecified() && k.has(LinuxSpecificV6Only) {
-		s.Opts.V6Only = true // inet6_bind: a specific address is IPv6-only
+	addr, err := k.prepare(s, a.Addr())
+	if err != nil {
+		return 0, err
 	}
 	port := a.Port()
 	if port == 0 {
-		var err error
 		if port, err = k.ephemeral(s, addr); err != nil {
 			return 0, err
 		}
@@ -231,19 +236,48 @@ func (k *Kernel) Bind(s *Socket, a netip.AddrPort) (uint16, error) {
 	return port, nil
 }
 
-// CanBind reports whether s could bind a explicitly now, without binding.
-func (k *Kernel) CanBind(s *Socket, a netip.AddrPort) error {
-	if k.OS == Linux && s.Family == 6 && !a.Addr().IsUnspecified() && k.has(LinuxSpecificV6Only) {
-		o := s.Opts
-		defer func() { s.Opts = o }()
+// prepare readies s for a bind to addr and returns the address as the
+// kernel binds it: a specific IPv6 address makes a Linux socket
+// IPv6-only (inet6_bind), and an IPv4-mapped one makes an AF_INET6 socket
+// an AF_INET one (Mapped), which IPV6_V6ONLY forbids.
+func (k *Kernel) prepare(s *Socket, addr netip.Addr) (netip.Addr, error) {
+	if addr.Is4In6() && (s.Family == 6 || s.Mapped) {
+		if s.Opts.V6Only {
+			if k.OS == FreeBSD {
+				return addr, syscall.EADDRNOTAVAIL // seen on FreeBSD 15.1
+			}
+			return addr, syscall.EINVAL // Linux's inet6_bind
+		}
+		s.Family, s.Mapped = 4, true
+		return addr.Unmap(), nil
+	}
+	if (s.Family == 4) != addr.Is4() {
+		return addr, syscall.EAFNOSUPPORT
+	}
+	if k.OS == Linux && s.Family == 6 && !addr.IsUnspecified() && k.has(LinuxSpecificV6Only) {
 		s.Opts.V6Only = true
 	}
-	return k.check(s, a.Addr(), a.Port())
+	return addr, nil
+}
+
+// CanBind reports whether s could bind a explicitly now, without binding.
+func (k *Kernel) CanBind(s *Socket, a netip.AddrPort) error {
+	saved := *s
+	defer func() { *s = saved }()
+	addr, err := k.prepare(s, a.Addr())
+	if err != nil {
+		return err
+	}
+	return k.check(s, addr, a.Port())
 }
 
 // EphemeralPorts returns every port an ephemeral bind of s to addr may
-// land on now.
+// land on now. For an IPv4-mapped addr it makes s Mapped.
 func (k *Kernel) EphemeralPorts(s *Socket, addr netip.Addr) []uint16 {
+	addr, err := k.prepare(s, addr)
+	if err != nil {
+		return nil
+	}
 	var ports []uint16
 	for p := int(k.Lo); p <= int(k.Hi); p++ {
 		if k.ephemeralOK(s, addr, uint16(p)) {
@@ -364,16 +398,16 @@ func (k *Kernel) Sockets() []*Socket { return slices.Clone(k.bound) }
 // Place records s as bound to addr:port without any check. Tests use it to
 // follow a real kernel's choice of an ephemeral port.
 func (k *Kernel) Place(s *Socket, addr netip.Addr, port uint16) {
-	if k.OS == Linux && s.Family == 6 && !addr.IsUnspecified() && k.has(LinuxSpecificV6Only) {
-		s.Opts.V6Only = true
-	}
+	addr, _ = k.prepare(s, addr)
 	s.Addr, s.Port, s.Bound = addr, port, true
 	if k.OS == Linux {
 		k.updateFastReuse(s)
 	}
 	k.bound = slices.Insert(k.bound, 0, s)
-	// in_pcbinslbgrouphash puts no dual-stack wildcard in a group.
-	if k.OS == FreeBSD && s.Opts.ReusePortLB && (!s.dual() || !k.has(FreeBSDLBNoDual)) {
+	// in_pcbinslbgrouphash puts no AF_INET6 socket on the IPv4 wildcard
+	// (dual-stack, or ::ffff:0.0.0.0) in a group.
+	v6wild := s.dual() || s.Mapped && addr.IsUnspecified()
+	if k.OS == FreeBSD && s.Opts.ReusePortLB && (!v6wild || !k.has(FreeBSDLBNoDual)) {
 		key := groupKey{s.Family, addr, port}
 		g := k.groups[key]
 		if g == nil {
@@ -465,12 +499,16 @@ func (k *Kernel) freebsdDeliver(dst netip.AddrPort) []*Socket {
 			return active
 		}
 	}
-	var exact, wild, inet, mapped *Socket
+	var exact, wild, inet, mapped, mappedWild *Socket
 	for _, s := range k.bound {
 		e, w := k.takes(s, dst)
 		switch {
 		case e && exact == nil:
 			exact = s
+		case w && s.Mapped && k.has(FreeBSDMappedWildcardLast):
+			// _in_pcbinshash_wild puts a wildcard bound to
+			// ::ffff:0.0.0.0 at the end of the chain: the oldest last.
+			mappedWild = s
 		case w && wild == nil:
 			wild = s
 		}
@@ -485,6 +523,7 @@ func (k *Kernel) freebsdDeliver(dst netip.AddrPort) []*Socket {
 		// The old order: an AF_INET wildcard before a dual-stack one.
 		wild = cmp.Or(inet, mapped)
 	}
+	wild = cmp.Or(wild, mappedWild)
 	first, second := exact, wild
 	if !k.has(BSDExactFirst) {
 		first, second = wild, exact
@@ -509,10 +548,10 @@ func (k *Kernel) xnuDeliver(dst netip.AddrPort) []*Socket {
 			newest = s
 		}
 		switch {
-		case w && s.Family == familyOf(dst.Addr()):
+		case w && s.Family == familyOf(dst.Addr()) && !s.Mapped:
 			wild = s
 		case w:
-			mapped = s
+			mapped = s // an AF_INET6 socket taking IPv4
 		}
 	}
 	any := cmp.Or(wild, mapped)
@@ -531,23 +570,24 @@ func (k *Kernel) xnuDeliver(dst netip.AddrPort) []*Socket {
 }
 
 // score ranks how well a listening socket matches a destination address
-// on Linux and Windows: 0 no match, then wildcard of another family
-// (dual-stack), wildcard of the same family, exact address.
+// on Linux and Windows, 0 for no match: for IPv4, an exact address before
+// a wildcard, and within each an AF_INET socket before an AF_INET6 one
+// (bound to ::ffff:a.b.c.d, or dual-stack on [::]), as Linux's
+// compute_score and its lookup of the exact address first rank them.
 func (k *Kernel) score(s *Socket, dst netip.Addr) int {
+	inet6 := s.Family == 6 || s.Mapped
 	if dst.Is4() {
 		switch {
 		case s.Family == 4 && s.Addr == dst:
-			return 3
-		case s.Family == 4 && s.Addr.IsUnspecified():
-			if !k.has(LinuxInetWildFirst) {
-				return 1
+			if inet6 == k.has(LinuxInetExactFirst) {
+				return 5
 			}
-			return 2
-		case s.dual():
-			if !k.has(LinuxInetWildFirst) {
+			return 6
+		case s.Family == 4 && s.Addr.IsUnspecified(), s.dual():
+			if inet6 == k.has(LinuxInetWildFirst) {
 				return 2
 			}
-			return 1
+			return 4
 		}
 		return 0
 	}
@@ -788,7 +828,12 @@ func (k *Kernel) bsdCheck(s *Socket, addr netip.Addr, port uint16) error {
 			s.Opts.ReusePortLB && t.Opts.ReusePortLB && k.has(FreeBSDLBShares)
 	}
 	if s.Family == 4 {
-		if t := k.bsdLookup(4, addr, port, wild); t != nil && !shares(t) {
+		t := k.bsdLookup(4, addr, port, wild)
+		// Two AF_INET6 sockets on the IPv4 wildcard, one of them bound
+		// to ::ffff:0.0.0.0, do not refuse each other.
+		v6wild := addr.IsUnspecified() && s.Mapped && t != nil && bsdAddr(t, 4).IsUnspecified() &&
+			(t.Mapped || t.Family == 6) && k.has(BSDMappedWildcardsShare)
+		if t != nil && !shares(t) && !v6wild {
 			return syscall.EADDRINUSE
 		}
 		return nil
@@ -800,7 +845,7 @@ func (k *Kernel) bsdCheck(s *Socket, addr netip.Addr, port uint16) error {
 		// A dual-stack bind is refused by an IPv4 holder unless that is an
 		// AF_INET wildcard, which keeps its IPv4 traffic.
 		t := k.bsdLookup(4, netip.IPv4Unspecified(), port, wild)
-		if t != nil && !shares(t) && !(t.Family == 4 && t.Addr.IsUnspecified() && k.has(BSDInetWildcardExempt)) {
+		if t != nil && !shares(t) && !(t.Family == 4 && !t.Mapped && t.Addr.IsUnspecified() && k.has(BSDInetWildcardExempt)) {
 			return syscall.EADDRINUSE
 		}
 	}
