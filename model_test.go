@@ -148,61 +148,67 @@ func TestModelNeverMisroutes(t *testing.T) {
 	const scenarios = 3000
 	seed := modelSeed(t)
 	for _, goos := range model.All {
-		t.Run(string(goos), func(t *testing.T) {
-			t.Parallel()
-			rng := rand.New(rand.NewPCG(seed, uint64(len(goos))))
-			facts := factsFor(string(goos))
-			var listeners, failures, residual int
-			for i := range scenarios {
-				for _, c := range modelCases {
-					k := model.New(goos, modelLo, modelHi, rng)
-					addHolders(k, rng)
-					address := c.address
-					if address == "" {
-						address = fmt.Sprintf(":%d", modelLo+rng.IntN(modelHi-modelLo+1))
-					}
-					lc := ListenConfig{Mode: c.mode}
-					p, err := lc.plan(context.Background(), hostSystem, tcp, "tcp", address)
-					require.NoError(t, err)
-					b := lc.binder(system{api: modelSockets{k}, facts: facts})
-					r, err := b.bind(p)
-					if err != nil {
-						failures++
-						for _, s := range k.Sockets() {
-							require.NotEqual(t, "lib", s.Owner, "scenario %d %v %s: %v left open after %v", i, c.mode, address, s, err)
-						}
-						if errors.Is(err, errors.ErrUnsupported) {
-							continue
-						}
-						require.True(t, b.portTaken(err) || errors.Is(err, syscall.EADDRNOTAVAIL), "scenario %d: %v", i, err)
-						continue
-					}
-					listeners++
-					for _, s := range r.socks {
-						require.Equal(t, r.port, s.(*modelSocket).s.Port, "one port")
-					}
-					for _, dst := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()} {
-						what := misroute(k, netip.AddrPortFrom(dst, r.port))
-						if what == "" {
-							continue
-						}
-						explicit := c.address == ""
-						if explicit && goos != model.Linux && goos != model.Windows {
-							got := k.Deliver(netip.AddrPortFrom(dst, r.port))
-							require.Len(t, got, 1)
-							require.Equal(t, dst, got[0].Addr, "scenario %d %v %s: %s, and not by a more specific holder\n%v", i, c.mode, address, what, k.Sockets())
-							residual++
-							continue
-						}
-						t.Fatalf("scenario %d %v %s: %s\nsockets: %v", i, c.mode, address, what, k.Sockets())
-					}
-					r.close()
-				}
+		for _, pr := range []proto{tcp, udp} {
+			if pr == udp && (goos == model.Windows || goos == model.OpenBSD) {
+				continue // their models know TCP only
 			}
-			t.Logf("%s: %d scenarios x %d cases: %d listeners, 0 misrouted; %d refused (port taken or mode unsupported); %d explicit-port listeners where a more specific holder keeps its address (documented)",
-				goos, scenarios, len(modelCases), listeners, failures, residual)
-			assert.Positive(t, listeners)
-		})
+			t.Run(string(goos)+"/"+pr.network(inet4)[:3], func(t *testing.T) {
+				t.Parallel()
+				rng := rand.New(rand.NewPCG(seed, uint64(len(goos))))
+				facts := factsFor(string(goos))
+				var listeners, failures, residual int
+				for i := range scenarios {
+					for _, c := range modelCases {
+						k := model.New(goos, modelLo, modelHi, rng)
+						k.UDP = pr == udp
+						addHolders(k, rng)
+						address := c.address
+						if address == "" {
+							address = fmt.Sprintf(":%d", modelLo+rng.IntN(modelHi-modelLo+1))
+						}
+						lc := ListenConfig{Mode: c.mode}
+						p, err := lc.plan(context.Background(), hostSystem, pr, pr.network(inet4)[:3], address)
+						require.NoError(t, err)
+						b := lc.binder(system{api: modelSockets{k}, facts: facts})
+						r, err := b.bind(p)
+						if err != nil {
+							failures++
+							for _, s := range k.Sockets() {
+								require.NotEqual(t, "lib", s.Owner, "scenario %d %v %s: %v left open after %v", i, c.mode, address, s, err)
+							}
+							if errors.Is(err, errors.ErrUnsupported) {
+								continue
+							}
+							require.True(t, b.portTaken(err) || errors.Is(err, syscall.EADDRNOTAVAIL), "scenario %d: %v", i, err)
+							continue
+						}
+						listeners++
+						for _, s := range r.socks {
+							require.Equal(t, r.port, s.(*modelSocket).s.Port, "one port")
+						}
+						for _, dst := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()} {
+							what := misroute(k, netip.AddrPortFrom(dst, r.port))
+							if what == "" {
+								continue
+							}
+							explicit := c.address == ""
+							if explicit && goos != model.Linux && goos != model.Windows {
+								got := k.Deliver(netip.AddrPortFrom(dst, r.port))
+								require.Len(t, got, 1)
+								require.Equal(t, dst, got[0].Addr, "scenario %d %v %s: %s, and not by a more specific holder\n%v", i, c.mode, address, what, k.Sockets())
+								residual++
+								continue
+							}
+							t.Fatalf("scenario %d %v %s: %s\nsockets: %v", i, c.mode, address, what, k.Sockets())
+						}
+						r.close()
+					}
+				}
+				t.Logf("%s %s: %d scenarios x %d cases: %d listeners, 0 misrouted; %d refused (port taken or mode unsupported); %d explicit-port listeners where a more specific holder keeps its address (documented)",
+					goos, pr.network(inet4)[:3], scenarios, len(modelCases), listeners, failures, residual)
+				assert.Positive(t, listeners)
+			})
+		}
 	}
 }
 
@@ -297,64 +303,70 @@ func TestModelLaterBinders(t *testing.T) {
 	for _, goos := range model.All {
 		t.Run(string(goos), func(t *testing.T) {
 			t.Parallel()
-			for _, guarded := range []bool{true, false} {
-				facts := factsFor(string(goos))
-				facts.guards = facts.guards && guarded
-				cases, allowed, took := 0, 0, 0
-				var report []string
-				for _, kind := range kinds {
-					for _, later := range laterBinds(goos) {
-						for _, ephemeral := range []bool{false, true} {
-							k := model.New(goos, modelLo, modelHi, rand.New(rand.NewPCG(1, 2)))
-							lc := ListenConfig{Mode: kind.mode}
-							p, err := lc.plan(context.Background(), hostSystem, tcp, "tcp", kind.address)
-							require.NoError(t, err)
-							r, err := lc.binder(system{api: modelSockets{k}, facts: facts}).bind(p)
-							if errors.Is(err, errors.ErrUnsupported) {
-								continue
-							}
-							require.NoError(t, err, "%v %s", kind.mode, kind.address)
-							cases++
-							s := k.Open(later.f, later.o, "later")
-							if ephemeral {
-								if !slices.Contains(k.EphemeralPorts(s, later.addr), r.port) {
+			for _, pr := range []proto{tcp, udp} {
+				if pr == udp && (goos == model.Windows || goos == model.OpenBSD) {
+					continue // their models know TCP only
+				}
+				for _, guarded := range []bool{true, false} {
+					facts := factsFor(string(goos))
+					facts.guards = facts.guards && guarded
+					cases, allowed, took := 0, 0, 0
+					var report []string
+					for _, kind := range kinds {
+						for _, later := range laterBinds(goos) {
+							for _, ephemeral := range []bool{false, true} {
+								k := model.New(goos, modelLo, modelHi, rand.New(rand.NewPCG(1, 2)))
+								k.UDP = pr == udp
+								lc := ListenConfig{Mode: kind.mode}
+								p, err := lc.plan(context.Background(), hostSystem, pr, pr.network(inet4)[:3], kind.address)
+								require.NoError(t, err)
+								r, err := lc.binder(system{api: modelSockets{k}, facts: facts}).bind(p)
+								if errors.Is(err, errors.ErrUnsupported) {
 									continue
 								}
-								k.Place(s, later.addr, r.port)
-							} else if _, err := k.Bind(s, netip.AddrPortFrom(later.addr, r.port)); err != nil {
-								continue
-							}
-							allowed++
-							k.Listen(s)
-							if goos == model.Darwin && guarded {
-								report = append(report, fmt.Sprintf("allowed: next to %v %s, a later %v %+v (ephemeral %v)",
-									kind.mode, kind.address, later.addr, later.o, ephemeral))
-							}
-							for _, host := range kind.hosts {
-								if what := misroute(k, netip.AddrPortFrom(netip.MustParseAddr(host), r.port)); what != "" {
-									took++
-									report = append(report, fmt.Sprintf("TOOK: next to %v %s, a later %v %+v (ephemeral %v): %s",
-										kind.mode, kind.address, later.addr, later.o, ephemeral, what))
+								require.NoError(t, err, "%v %s", kind.mode, kind.address)
+								cases++
+								s := k.Open(later.f, later.o, "later")
+								if ephemeral {
+									if !slices.Contains(k.EphemeralPorts(s, later.addr), r.port) {
+										continue
+									}
+									k.Place(s, later.addr, r.port)
+								} else if _, err := k.Bind(s, netip.AddrPortFrom(later.addr, r.port)); err != nil {
+									continue
+								}
+								allowed++
+								k.Listen(s)
+								if goos == model.Darwin && guarded && pr == tcp {
+									report = append(report, fmt.Sprintf("allowed: next to %v %s, a later %v %+v (ephemeral %v)",
+										kind.mode, kind.address, later.addr, later.o, ephemeral))
+								}
+								for _, host := range kind.hosts {
+									if what := misroute(k, netip.AddrPortFrom(netip.MustParseAddr(host), r.port)); what != "" {
+										took++
+										report = append(report, fmt.Sprintf("TOOK: next to %v %s, a later %v %+v (ephemeral %v): %s",
+											kind.mode, kind.address, later.addr, later.o, ephemeral, what))
+									}
 								}
 							}
 						}
 					}
-				}
-				t.Logf("%s model, guards %v: %d cases, %d later binds allowed, %d took traffic", goos, facts.guards, cases, allowed, took)
-				switch {
-				case guarded && (goos == model.Linux || factsFor(string(goos)).guards):
-					assert.Zero(t, took, "%s", strings.Join(report, "\n"))
-					if goos == model.Darwin {
-						// The answer for macOS, from the XNU model: the later
-						// binds it lets succeed, none of which takes traffic.
-						t.Logf("%s", strings.Join(report, "\n"))
-					}
-				case !guarded && factsFor(string(goos)).guards:
-					assert.Positive(t, took, "without guards the %s model must lose traffic to later binders", goos)
-				default:
-					// OpenBSD, Windows: unverified; the figures are logged.
-					for _, r := range report {
-						t.Log(r)
+					t.Logf("%s model, %s, guards %v: %d cases, %d later binds allowed, %d took traffic", goos, pr.network(inet4)[:3], facts.guards, cases, allowed, took)
+					switch {
+					case guarded && (goos == model.Linux || factsFor(string(goos)).guards):
+						assert.Zero(t, took, "%s", strings.Join(report, "\n"))
+						if goos == model.Darwin && pr == tcp {
+							// The answer for macOS, from the XNU model: the later
+							// binds it lets succeed, none of which takes traffic.
+							t.Logf("%s", strings.Join(report, "\n"))
+						}
+					case !guarded && factsFor(string(goos)).guards:
+						assert.Positive(t, took, "without guards the %s model must lose traffic to later binders", goos)
+					default:
+						// OpenBSD, Windows: unverified; the figures are logged.
+						for _, r := range report {
+							t.Log(r)
+						}
 					}
 				}
 			}

@@ -35,6 +35,9 @@ type agreement struct {
 	lb, connect bool
 	// without are model rules switched off, to show that they matter.
 	without []model.Rule
+	// udp makes the scenarios UDP ones: no listens; a datagram, not a
+	// connection, shows who receives.
+	udp bool
 }
 
 type stats struct {
@@ -84,18 +87,25 @@ func (a agreement) firstDisagreement(n int) (int, error) {
 }
 
 // rulesMatter switches each rule off in turn and requires the model, so
-// changed, to disagree with the kernel within n scenarios.
+// changed, to disagree with the kernel within n scenarios, TCP or UDP.
 func (a agreement) rulesMatter(t *testing.T, rules []model.Rule, n int) {
 	for _, r := range rules {
-		b := a
-		b.without = []model.Rule{r}
-		i, err := b.firstDisagreement(n)
-		if i < 0 {
-			t.Errorf("without %q the model still agrees with the kernel over %d scenarios", r, n)
-			continue
+		found := false
+		for _, udp := range []bool{false, true} {
+			b := a
+			b.without, b.udp = []model.Rule{r}, udp
+			i, err := b.firstDisagreement(n)
+			if i < 0 {
+				continue
+			}
+			first, _, _ := strings.Cut(err.Error(), "\n")
+			t.Logf("without %q: %s scenario %d disagrees: %s", r, map[bool]string{false: "TCP", true: "UDP"}[udp], i, first)
+			found = true
+			break
 		}
-		first, _, _ := strings.Cut(err.Error(), "\n")
-		t.Logf("without %q: scenario %d disagrees: %s", r, i, first)
+		if !found {
+			t.Errorf("without %q the model still agrees with the kernel over %d TCP and %d UDP scenarios", r, n, n)
+		}
 	}
 }
 
@@ -132,6 +142,7 @@ type trial struct {
 
 func (a agreement) newTrial(rng *rand.Rand, lo, hi uint16, st *stats) *trial {
 	k := model.New(a.os, lo, hi, rng)
+	k.UDP = a.udp
 	k.Without(a.without...)
 	return &trial{a: a, k: k, lo: lo, hi: hi, st: st}
 }
@@ -145,7 +156,9 @@ func (tr *trial) end(err error) error {
 		}
 	}
 	for _, fd := range tr.anchors {
-		unix.Close(fd)
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 	}
 	if err != nil {
 		err = fmt.Errorf("%w\ntrace:\n  %s\nmodel: %v", err, strings.Join(tr.trace, "\n  "), tr.k.Sockets())
@@ -166,7 +179,7 @@ func (tr *trial) live() []*pair {
 // connect connects a bound socket to an anchor of its own.
 func (tr *trial) connect(p *pair) error {
 	tr.st.connects++
-	peer, kerr := connectAnchor(p.fd, p.m, len(tr.anchors), &tr.anchors)
+	peer, kerr := connectAnchor(p.fd, p.m, len(tr.anchors), &tr.anchors, tr.a.udp)
 	merr := tr.k.Connect(p.m, anchorHost(p.m.Family))
 	tr.trace = append(tr.trace, fmt.Sprintf("connect %v: %v", p.m, kerr))
 	if !sameErr(kerr, merr) {
@@ -207,7 +220,7 @@ func (tr *trial) close(p *pair) {
 // ephemeral search). It returns the pair, or nil where the kernel refused
 // as the model does.
 func (tr *trial) bind(fam model.Family, addr netip.Addr, port uint16, o model.Options) (*pair, error) {
-	fd, err := openReal(fam, o)
+	fd, err := openReal(fam, o, tr.a.udp)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +265,11 @@ func (tr *trial) deliveries() error {
 	for p := tr.lo; p <= tr.hi; p++ {
 		for _, dst := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")} {
 			tr.st.deliveries++
-			if err := compareDelivery(tr.k, tr.socks, netip.AddrPortFrom(dst, p)); err != nil {
+			deliver := compareDelivery
+			if tr.a.udp {
+				deliver = compareDatagram
+			}
+			if err := deliver(tr.k, tr.socks, netip.AddrPortFrom(dst, p)); err != nil {
 				return err
 			}
 		}
@@ -264,6 +281,9 @@ func (tr *trial) deliveries() error {
 // behaviours that random scenarios meet once in thousands.
 func (a agreement) scripts() []func(tr *trial) error {
 	var out []func(tr *trial) error
+	if a.udp {
+		return nil
+	}
 	must := func(p *pair, err error) func(func(*pair) error) error {
 		return func(next func(*pair) error) error {
 			if err != nil {
@@ -352,11 +372,12 @@ func (a agreement) scenario(rng *rand.Rand, lo, hi uint16, st *stats) error {
 func (tr *trial) random(rng *rand.Rand) error {
 	for range 2 + rng.IntN(8) {
 		live := tr.live()
-		if i := rng.IntN(len(live) + 1); i < len(live) && !live[i].m.Listening && !live[i].m.Connected && rng.IntN(2) == 0 {
+		if i := rng.IntN(len(live) + 1); i < len(live) && (!live[i].m.Listening || tr.a.udp) && !live[i].m.Connected && rng.IntN(2) == 0 {
 			var err error
-			if tr.a.connect && rng.IntN(2) == 0 && !live[i].m.Mapped {
+			switch {
+			case tr.a.connect && rng.IntN(2) == 0 && !live[i].m.Mapped:
 				err = tr.connect(live[i])
-			} else {
+			case !tr.a.udp:
 				err = tr.listen(live[i])
 			}
 			if err != nil {
@@ -387,7 +408,7 @@ func (tr *trial) random(rng *rand.Rand) error {
 		if err != nil {
 			return err
 		}
-		if p != nil && rng.IntN(4) != 0 {
+		if p != nil && !tr.a.udp && rng.IntN(4) != 0 {
 			if err := tr.listen(p); err != nil {
 				return err
 			}
@@ -398,9 +419,14 @@ func (tr *trial) random(rng *rand.Rand) error {
 
 // connectAnchor connects the bound socket fd to a listener of its own
 // family on anchorPort+i, which it makes, and returns the accepted end.
-func connectAnchor(fd int, m *model.Socket, i int, anchors *[]int) (int, error) {
+func connectAnchor(fd int, m *model.Socket, i int, anchors *[]int, udp bool) (int, error) {
 	dst := netip.AddrPortFrom(anchorHost(m.Family), uint16(anchorPort+i))
-	ln, err := openReal(m.Family, model.Options{V6Only: true, ReuseAddr: true})
+	if udp {
+		// No listener: the index only keeps the 4-tuples apart.
+		*anchors = append(*anchors, -1)
+		return -1, unix.Connect(fd, sockaddr(dst))
+	}
+	ln, err := openReal(m.Family, model.Options{V6Only: true, ReuseAddr: true}, false)
 	if err != nil {
 		return -1, err
 	}
@@ -428,12 +454,15 @@ func anchorHost(f model.Family) netip.Addr {
 	return netip.MustParseAddr("127.0.0.1")
 }
 
-func openReal(fam model.Family, o model.Options) (int, error) {
-	af := unix.AF_INET
+func openReal(fam model.Family, o model.Options, udp bool) (int, error) {
+	af, typ := unix.AF_INET, unix.SOCK_STREAM
 	if fam == 6 {
 		af = unix.AF_INET6
 	}
-	fd, err := unix.Socket(af, unix.SOCK_STREAM, 0)
+	if udp {
+		typ = unix.SOCK_DGRAM
+	}
+	fd, err := unix.Socket(af, typ, 0)
 	if err != nil {
 		return -1, err
 	}
@@ -543,6 +572,54 @@ func compareDelivery(k *model.Kernel, socks []*pair, dst netip.AddrPort) error {
 		}
 	}
 	return fmt.Errorf("connect %v reached %v, model delivers to %v", dst, got, want)
+}
+
+// compareDatagram sends a datagram to dst and finds the socket that
+// received it, which must be one the model delivers to; or none did, and
+// the model delivers to none.
+func compareDatagram(k *model.Kernel, socks []*pair, dst netip.AddrPort) error {
+	want := k.Deliver(dst)
+	fam, from := unix.AF_INET, netip.AddrPortFrom(dst.Addr(), 45000)
+	if dst.Addr().Is6() {
+		fam = unix.AF_INET6
+	}
+	c, err := unix.Socket(fam, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(c)
+	unix.SetsockoptInt(c, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err := unix.Bind(c, sockaddr(from)); err != nil {
+		return fmt.Errorf("client bind: %w", err)
+	}
+	unix.Sendto(c, []byte("x"), 0, sockaddr(dst))
+	var got []*model.Socket
+	buf := make([]byte, 8)
+	for _, p := range socks {
+		if p.fd < 0 {
+			continue
+		}
+		fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
+		if n, _ := unix.Poll(fds, 0); n == 1 && fds[0].Revents&unix.POLLIN != 0 {
+			if _, _, err := unix.Recvfrom(p.fd, buf, unix.MSG_DONTWAIT); err == nil {
+				got = append(got, p.m)
+			}
+		}
+	}
+	switch {
+	case len(got) == 0 && len(want) == 0:
+		return nil
+	case len(got) == 0:
+		return fmt.Errorf("datagram to %v: nobody received it, model delivers to %v", dst, want)
+	case len(got) > 1:
+		return fmt.Errorf("datagram to %v: received by %v", dst, got)
+	}
+	for _, w := range want {
+		if w == got[0] {
+			return nil
+		}
+	}
+	return fmt.Errorf("datagram to %v reached %v, model delivers to %v", dst, got[0], want)
 }
 
 func contains(ports []uint16, p uint16) bool {

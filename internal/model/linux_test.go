@@ -22,10 +22,12 @@ func TestLinuxModelAgreesWithKernel(t *testing.T) {
 		scenarios = 100
 	}
 	netns.Enter(t, netns.PortRange(lo, hi))
-	a := agreement{os: model.Linux, window: func(int) (uint16, uint16) { return lo, hi }}
-	d, st := a.run(t, scenarios)
-	t.Logf("%d scenarios: %v; %d disagreements", scenarios, st, d)
-	require.Zero(t, d)
+	for _, udp := range []bool{false, true} {
+		a := agreement{os: model.Linux, udp: udp, window: func(int) (uint16, uint16) { return lo, hi }}
+		d, st := a.run(t, scenarios)
+		t.Logf("udp %v: %d scenarios: %v; %d disagreements", udp, scenarios, st, d)
+		require.Zero(t, d)
+	}
 }
 
 // TestLinuxRulesMatter: with any one rule of the Linux model switched off,

@@ -148,9 +148,15 @@ func (s *Socket) dual() bool {
 }
 
 // Kernel is the state of one modelled kernel: its sockets and its range of
-// ephemeral ports.
+// ephemeral ports, for TCP or (UDP set before the first socket) UDP.
 type Kernel struct {
-	OS      OS
+	OS OS
+	// UDP makes the kernel's sockets UDP sockets: every bound one
+	// receives, none listens, none stays in TIME_WAIT. The BSDs bind and
+	// deliver UDP as TCP (in_pcbbind_setup, in_pcblookup_mbuf from
+	// udp_input); Linux has rules of its own (udp_lib_get_port,
+	// udp4_lib_lookup2).
+	UDP     bool
 	Lo, Hi  uint16 // the ephemeral range, inclusive
 	rng     *rand.Rand
 	bound   []*Socket // bound sockets, newest first
@@ -305,6 +311,9 @@ func (k *Kernel) Listen(s *Socket) error {
 	if !s.Bound || s.Closed {
 		return syscall.EINVAL
 	}
+	if k.UDP {
+		return nil // a bound UDP socket receives already
+	}
 	if k.OS == Linux && k.has(LinuxListenRecheck) {
 		// inet_csk_listen_start marks the socket listening, then takes the
 		// port again: a bound socket of SO_REUSEADDR may meet a conflict
@@ -330,7 +339,7 @@ func (k *Kernel) Close(s *Socket) {
 	s.listened = s.Listening
 	s.Closed, s.Listening = true, false
 	k.leaveGroup(s)
-	if s.Connected {
+	if s.Connected && !k.UDP {
 		s.TimeWait = true
 		return
 	}
@@ -373,22 +382,23 @@ func (k *Kernel) remove(s *Socket) {
 // selection picks for a local peer. Connecting a dual-stack socket to an
 // IPv6 peer makes it IPv6-only, whether or not the connect succeeds
 // (FreeBSD's tcp6_usr_connect and XNU's tcp_usr_connect_common clear
-// INP_IPV4 first), and FreeBSD refuses to connect a socket with
+// INP_IPV4 first), and FreeBSD refuses to connect a TCP socket with
 // SO_REUSEPORT_LB (seen on FreeBSD 15.1).
 func (k *Kernel) Connect(s *Socket, peer netip.Addr) error {
-	if !s.Bound || s.Closed || s.Listening || s.Connected || familyOf(peer) != s.Family {
+	if !s.Bound || s.Closed || (s.Listening && !k.UDP) || s.Connected || familyOf(peer) != s.Family {
 		return syscall.EINVAL
 	}
 	if s.dual() && k.has(BSDConnectV6Only) {
 		s.Opts.V6Only = true
 	}
-	if k.OS == FreeBSD && s.Opts.ReusePortLB && k.has(FreeBSDLBNoConnect) {
+	if k.OS == FreeBSD && !k.UDP && s.Opts.ReusePortLB && k.has(FreeBSDLBNoConnect) {
 		return syscall.EOPNOTSUPP
 	}
 	if s.Addr.IsUnspecified() {
 		s.Addr = peer
 	}
 	s.Connected = true
+	s.Listening = false // a connected UDP socket takes only its peer's datagrams
 	return nil
 }
 
@@ -400,7 +410,8 @@ func (k *Kernel) Sockets() []*Socket { return slices.Clone(k.bound) }
 func (k *Kernel) Place(s *Socket, addr netip.Addr, port uint16) {
 	addr, _ = k.prepare(s, addr)
 	s.Addr, s.Port, s.Bound = addr, port, true
-	if k.OS == Linux {
+	s.Listening = k.UDP // a bound UDP socket receives
+	if k.OS == Linux && !k.UDP {
 		k.updateFastReuse(s)
 	}
 	k.bound = slices.Insert(k.bound, 0, s)
@@ -423,11 +434,13 @@ func (k *Kernel) Place(s *Socket, addr netip.Addr, port uint16) {
 // none. On FreeBSD and macOS the socket may be bound but not listening:
 // the kernel finds it and refuses or drops the connection.
 func (k *Kernel) Deliver(dst netip.AddrPort) []*Socket {
-	switch k.OS {
-	case FreeBSD:
+	switch {
+	case k.OS == FreeBSD:
 		return k.freebsdDeliver(dst)
-	case Darwin, OpenBSD:
+	case k.OS == Darwin, k.OS == OpenBSD:
 		return k.xnuDeliver(dst)
+	case k.OS == Linux && k.UDP:
+		return k.linuxUDPDeliver(dst)
 	}
 	best, bestScore := []*Socket(nil), 0
 	for _, s := range k.bound {
@@ -602,8 +615,13 @@ func (k *Kernel) score(s *Socket, dst netip.Addr) int {
 
 // check decides an explicit bind of s to addr:port.
 func (k *Kernel) check(s *Socket, addr netip.Addr, port uint16) error {
-	switch k.OS {
-	case Linux:
+	switch {
+	case k.OS == Linux && k.UDP:
+		if k.linuxUDPInUse(s, addr, port, false) {
+			return syscall.EADDRINUSE
+		}
+		return nil
+	case k.OS == Linux:
 		probe := *s
 		probe.Addr, probe.Port = addr, port
 		if k.linuxFastPath(&probe) {
@@ -615,7 +633,7 @@ func (k *Kernel) check(s *Socket, addr netip.Addr, port uint16) error {
 			}
 		}
 		return nil
-	case Windows:
+	case k.OS == Windows:
 		return k.windowsCheck(s, addr, port)
 	}
 	return k.bsdCheck(s, addr, port)
@@ -699,6 +717,9 @@ func (k *Kernel) updateFastReuse(s *Socket) {
 func (k *Kernel) ephemeralOK(s *Socket, addr netip.Addr, port uint16) bool {
 	switch k.OS {
 	case Linux:
+		if k.UDP {
+			return !k.linuxUDPInUse(s, addr, port, true)
+		}
 		// inet_csk_find_open_port: any overlapping owner rules a port out,
 		// whatever the options (relax is false; autobind_reuse is off).
 		if !k.has(LinuxEphemeralAnyOwner) {
@@ -923,4 +944,104 @@ func windowsTable(second Options, secondWild bool, first Options, firstWild bool
 		return syscall.EACCES
 	}
 	return nil
+}
+
+// linuxUDPInUse is udp_lib_lport_inuse: the port's sockets, newest first,
+// that share an address with s (wildcards matching) hold it, unless both
+// have SO_REUSEADDR, or both SO_REUSEPORT. For an explicit bind the first
+// SO_REUSEPORT partner found ends the search with the port free, even
+// with a holder later in the chain; the ephemeral search (bitmap) only
+// passes over such partners.
+func (k *Kernel) linuxUDPInUse(s *Socket, addr netip.Addr, port uint16, ephemeral bool) bool {
+	for _, t := range k.bound {
+		if t == s || t.Port != port || t.Closed {
+			continue
+		}
+		if s.Opts.ReuseAddr && t.Opts.ReuseAddr && k.has(LinuxUDPReuseAddr) {
+			continue
+		}
+		if !k.linuxOverlap(s, addr, t) {
+			continue
+		}
+		if s.Opts.ReusePort && t.Opts.ReusePort && k.has(LinuxUDPReusePort) {
+			if !ephemeral && k.has(LinuxUDPReusePortEarly) {
+				return false
+			}
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+// linuxUDPDeliver is udp4_lib_lookup2 and udp6_lib_lookup2: the sockets
+// bound to dst's address first, else those on the wildcard; among them an
+// AF_INET socket before an AF_INET6 one, for IPv4; on a tie the first in
+// the chain, where sockets are added at the head but AF_INET6 ones with
+// SO_REUSEPORT at the tail; a SO_REUSEPORT group of the same address and
+// family shares the winner's place.
+func (k *Kernel) linuxUDPDeliver(dst netip.AddrPort) []*Socket {
+	var head, tail []*Socket
+	for _, s := range k.bound {
+		switch {
+		case s.Family == 6 && !s.Mapped && s.Opts.ReusePort && k.has(LinuxUDPReusePortTail):
+			tail = append([]*Socket{s}, tail...)
+		default:
+			head = append(head, s)
+		}
+	}
+	chain := append(head, tail...)
+	for _, exact := range []bool{true, false} {
+		var best *Socket
+		bestScore := 0
+		for _, s := range chain {
+			if !s.Listening || s.Port != dst.Port() {
+				continue
+			}
+			e, w := k.linuxUDPMatch(s, dst.Addr())
+			if !(exact && e || !exact && w) {
+				continue
+			}
+			score := 1
+			if s.Family == 4 && !s.Mapped && dst.Addr().Is4() && k.has(LinuxInetWildFirst) {
+				score = 2
+			}
+			if score > bestScore {
+				best, bestScore = s, score
+			}
+		}
+		if best == nil {
+			continue
+		}
+		group := []*Socket{best}
+		if best.Opts.ReusePort {
+			for _, s := range chain {
+				if s != best && s.Listening && s.Port == best.Port && s.Opts.ReusePort && s.Addr == best.Addr &&
+					s.Family == best.Family && s.Mapped == best.Mapped {
+					group = append(group, s)
+				}
+			}
+		}
+		return group
+	}
+	return nil
+}
+
+// linuxUDPMatch reports whether s takes datagrams to dst on its exact
+// address or on the wildcard.
+func (k *Kernel) linuxUDPMatch(s *Socket, dst netip.Addr) (exact, wild bool) {
+	if dst.Is4() {
+		if s.Family == 6 && (s.Opts.V6Only || !s.Addr.IsUnspecified()) {
+			return false, false
+		}
+		a := s.Addr
+		if s.Family == 6 {
+			a = netip.IPv4Unspecified()
+		}
+		return a == dst, a.IsUnspecified()
+	}
+	if s.Family != 6 {
+		return false, false
+	}
+	return s.Addr == dst, s.Addr.IsUnspecified()
 }

@@ -19,6 +19,10 @@ const (
 	LinuxEphemeralAnyOwner Rule = "linux: the ephemeral search skips a port any overlapping socket holds (inet_csk_find_open_port)"
 	LinuxInetWildFirst     Rule = "linux: an AF_INET wildcard listener beats an AF_INET6 one for IPv4 (compute_score)"
 	LinuxInetExactFirst    Rule = "linux: an AF_INET listener beats an AF_INET6 one on ::ffff:a.b.c.d (compute_score)"
+	LinuxUDPReuseAddr      Rule = "linux udp: two SO_REUSEADDR sockets share an address (udp_lib_lport_inuse)"
+	LinuxUDPReusePort      Rule = "linux udp: two SO_REUSEPORT sockets share an address (udp_lib_lport_inuse)"
+	LinuxUDPReusePortEarly Rule = "linux udp: a bind ends at the first SO_REUSEPORT partner, free (udp_lib_lport_inuse)"
+	LinuxUDPReusePortTail  Rule = "linux udp: an AF_INET6 SO_REUSEPORT socket goes to the tail of the chain (udp_lib_get_port)"
 )
 
 // The rules of the BSD models; those named freebsd are checked against
@@ -53,7 +57,7 @@ func Rules(os OS) []Rule {
 		BSDConnectedHolds, BSDBoundTakes, BSDExactFirst, BSDConnectV6Only, BSDMappedWildcardsShare}
 	switch os {
 	case Linux:
-		return []Rule{LinuxSpecificV6Only, LinuxV6OnlyNoOverlap, LinuxReuseAddr, LinuxReusePort,
+		return []Rule{LinuxUDPReuseAddr, LinuxUDPReusePort, LinuxUDPReusePortEarly, LinuxUDPReusePortTail, LinuxSpecificV6Only, LinuxV6OnlyNoOverlap, LinuxReuseAddr, LinuxReusePort,
 			LinuxListenRecheck, LinuxFastReuse, LinuxEphemeralAnyOwner, LinuxInetWildFirst, LinuxInetExactFirst}
 	case FreeBSD:
 		return append(bsd, FreeBSDDualEphemeralV4, FreeBSDNewestWildcard, FreeBSDMappedWildcardLast,
