@@ -38,13 +38,13 @@
 //
 // # Later programs
 //
-// On macOS and FreeBSD a program that binds 127.0.0.1:P or [::1]:P after a
-// wildcard listener on P, with SO_REUSEADDR as Go sets it, takes that
-// address's traffic. There a Listener also holds guard sockets, which
-// Addrs does not list: the loopback address of each family it serves on a
-// wildcard, listening (what they accept is the listener's), and the
-// wildcard of each family it serves on specific addresses only, bound.
-// Linux refuses such binds itself.
+// On macOS, FreeBSD and OpenBSD a program that binds 127.0.0.1:P or
+// [::1]:P after a wildcard listener on P, with SO_REUSEADDR as Go sets it,
+// takes that address's traffic. There a Listener also holds guard
+// sockets, which Addrs does not list: the loopback address of each family
+// it serves on a wildcard, listening (what they accept is the listener's),
+// and the wildcard of each family it serves on specific addresses only,
+// bound. Linux refuses such binds itself.
 //
 // # UDP
 //
@@ -68,12 +68,15 @@ package dualstack
 // one is bound; if that bind fails, a connection that arrived in between is
 // reset.
 
-// BUG(dualstack): On macOS and FreeBSD a later program can bind another
-// local address of the host (an interface's address, or an alias such as
-// 127.0.0.2) on a listener's port with SO_REUSEADDR, and take that
+// BUG(dualstack): On macOS, FreeBSD and OpenBSD a later program can bind
+// another local address of the host (an interface's address, or an alias
+// such as 127.0.0.2) on a listener's port with SO_REUSEADDR, and take that
 // address's traffic: the listener's guard sockets hold only the loopback
-// addresses and the wildcards. On NetBSD, illumos, OpenBSD, DragonFly and
-// Windows, what later binds can do next to a listener is unverified.
+// addresses and the wildcards. On NetBSD, illumos, DragonFly and Windows,
+// what later binds can do next to a listener is unverified: whether the
+// kernel refuses a bind of 127.0.0.1 or ::1 on the port with a reuse
+// option next to a wildcard listener, and if not, who gets that address's
+// traffic. Those systems get no guards.
 
 // BUG(dualstack): On Windows, illumos and other systems without epoll or
 // kqueue, Separate mode's Accept, and PacketConn's reads on several

@@ -38,6 +38,8 @@ type agreement struct {
 	// udp makes the scenarios UDP ones: no listens; a datagram, not a
 	// connection, shows who receives.
 	udp bool
+	// other, if set, makes some sockets as a second user.
+	other *maker
 }
 
 type stats struct {
@@ -74,12 +76,19 @@ func (a agreement) run(t *testing.T, n int) (disagreements int, st stats) {
 }
 
 // firstDisagreement runs up to n scenarios from a fixed seed and returns
-// the number of the first that disagrees, or -1.
-func (a agreement) firstDisagreement(n int) (int, error) {
+// the number of the first that disagrees, or -1. A scenario on which the
+// full model disagrees as well shows nothing about the rules switched off:
+// it is an error of the test, and the search goes on.
+func (a agreement) firstDisagreement(t *testing.T, n int) (int, error) {
 	rng := rand.New(rand.NewPCG(1, 7))
 	var st stats
 	for i := range n {
-		if err := a.nth(i, rng, &st); err != nil {
+		err := a.nth(i, rng, &st)
+		var full fullDisagreement
+		switch {
+		case errors.As(err, &full):
+			t.Errorf("scenario %d: %v", i, err)
+		case err != nil:
 			return i, err
 		}
 	}
@@ -87,17 +96,22 @@ func (a agreement) firstDisagreement(n int) (int, error) {
 }
 
 // rulesMatter switches each rule off in turn and requires the model, so
-// changed, to disagree with the kernel within n scenarios, TCP or UDP.
+// changed, to disagree with the kernel within n scenarios, TCP or UDP, on
+// a scenario where the model with every rule agrees.
 func (a agreement) rulesMatter(t *testing.T, rules []model.Rule, n int) {
+	total := 0
+	defer func() { t.Logf("%d rules, %d scenarios", len(rules), total) }()
 	for _, r := range rules {
 		found := false
 		for _, udp := range []bool{false, true} {
 			b := a
 			b.without, b.udp = []model.Rule{r}, udp
-			i, err := b.firstDisagreement(n)
+			i, err := b.firstDisagreement(t, n)
 			if i < 0 {
+				total += n
 				continue
 			}
+			total += i + 1
 			first, _, _ := strings.Cut(err.Error(), "\n")
 			t.Logf("without %q: %s scenario %d disagrees: %s", r, map[bool]string{false: "TCP", true: "UDP"}[udp], i, first)
 			found = true
@@ -111,8 +125,9 @@ func (a agreement) rulesMatter(t *testing.T, rules []model.Rule, n int) {
 
 type pair struct {
 	fd   int
-	m    *model.Socket
-	peer int // the anchor's end of a connection, or -1
+	m    *model.Socket // the model's socket
+	full *model.Socket // the full model's, when rules are switched off
+	peer int           // the anchor's end of a connection, or -1
 }
 
 var (
@@ -129,22 +144,60 @@ var (
 // its own, so that no two share a 4-tuple.
 const anchorPort = 19900
 
+// clientPort is the port, outside every scenario's range, from which
+// deliveries connect and send.
+const clientPort = 19800
+
 // trial is one scenario under way: the kernel's sockets and the model's.
 type trial struct {
 	a       agreement
+	rng     *rand.Rand
 	k       *model.Kernel
+	full    *model.Kernel // every rule on, next to k when rules are off
 	lo, hi  uint16
 	st      *stats
 	socks   []*pair
 	anchors []int
 	trace   []string
+	// scripted makes every socket root's: a script shows one rule.
+	scripted bool
 }
 
 func (a agreement) newTrial(rng *rand.Rand, lo, hi uint16, st *stats) *trial {
 	k := model.New(a.os, lo, hi, rng)
 	k.UDP = a.udp
 	k.Without(a.without...)
-	return &trial{a: a, k: k, lo: lo, hi: hi, st: st}
+	tr := &trial{a: a, rng: rng, k: k, lo: lo, hi: hi, st: st}
+	if len(a.without) > 0 {
+		// A generator of its own: the scenario's draws stay the same.
+		tr.full = model.New(a.os, lo, hi, rand.New(rand.NewPCG(1, 2)))
+		tr.full.UDP = a.udp
+	}
+	return tr
+}
+
+// fullDisagreement is a disagreement of the model with every rule on: a
+// scenario that cannot show that a rule switched off matters.
+type fullDisagreement struct{ err error }
+
+func (e fullDisagreement) Error() string { return "the full model disagrees too: " + e.err.Error() }
+func (e fullDisagreement) Unwrap() error { return e.err }
+
+// modelOf picks a pair's socket in one of the trial's models.
+type modelOf func(*pair) *model.Socket
+
+func mainModel(p *pair) *model.Socket { return p.m }
+func fullModel(p *pair) *model.Socket { return p.full }
+
+// judge runs check against the full model, if there is one, and then the
+// model under test.
+func (tr *trial) judge(check func(k *model.Kernel, s modelOf) error) error {
+	if tr.full != nil {
+		if err := check(tr.full, fullModel); err != nil {
+			return fullDisagreement{err}
+		}
+	}
+	return check(tr.k, mainModel)
 }
 
 // end closes every socket, and adds the trace to err.
@@ -180,13 +233,14 @@ func (tr *trial) live() []*pair {
 func (tr *trial) connect(p *pair) error {
 	tr.st.connects++
 	peer, kerr := connectAnchor(p.fd, p.m, len(tr.anchors), &tr.anchors, tr.a.udp)
-	merr := tr.k.Connect(p.m, anchorHost(p.m.Family))
-	tr.trace = append(tr.trace, fmt.Sprintf("connect %v: %v", p.m, kerr))
-	if !sameErr(kerr, merr) {
-		return fmt.Errorf("connect %v: kernel %v, model %v", p.m, kerr, merr)
-	}
 	p.peer = peer
-	return nil
+	tr.trace = append(tr.trace, fmt.Sprintf("connect %v: %v", p.m, kerr))
+	return tr.judge(func(k *model.Kernel, s modelOf) error {
+		if merr := k.Connect(s(p), anchorHost(p.m.Family)); !sameErr(kerr, merr) {
+			return fmt.Errorf("connect %v: kernel %v, model %v", s(p), kerr, merr)
+		}
+		return nil
+	})
 }
 
 // listen starts a bound socket listening. Linux checks the port again,
@@ -194,12 +248,13 @@ func (tr *trial) connect(p *pair) error {
 func (tr *trial) listen(p *pair) error {
 	tr.st.listens++
 	kerr := unix.Listen(p.fd, 16)
-	merr := tr.k.Listen(p.m)
 	tr.trace = append(tr.trace, fmt.Sprintf("listen %v: %v", p.m, kerr))
-	if !sameErr(kerr, merr) {
-		return fmt.Errorf("listen %v: kernel %v, model %v", p.m, kerr, merr)
-	}
-	return nil
+	return tr.judge(func(k *model.Kernel, s modelOf) error {
+		if merr := k.Listen(s(p)); !sameErr(kerr, merr) {
+			return fmt.Errorf("listen %v: kernel %v, model %v", s(p), kerr, merr)
+		}
+		return nil
+	})
 }
 
 // close closes a socket; a connected one is left in TIME_WAIT, since the
@@ -212,6 +267,9 @@ func (tr *trial) close(p *pair) {
 	}
 	p.fd = -1
 	tr.k.Close(p.m)
+	if tr.full != nil {
+		tr.full.Close(p.full)
+	}
 	tr.trace = append(tr.trace, "close "+p.m.String())
 	tr.st.closes++
 }
@@ -220,42 +278,52 @@ func (tr *trial) close(p *pair) {
 // ephemeral search). It returns the pair, or nil where the kernel refused
 // as the model does.
 func (tr *trial) bind(fam model.Family, addr netip.Addr, port uint16, o model.Options) (*pair, error) {
-	fd, err := openReal(fam, o, tr.a.udp)
+	uid := 0
+	if tr.a.other != nil && !tr.scripted && tr.rng.IntN(3) == 0 {
+		uid = otherUID
+	}
+	fd, err := openRealAs(fam, o, tr.a.udp, tr.a.other, uid)
 	if err != nil {
 		return nil, err
 	}
-	m := tr.k.Open(fam, o, "s")
+	p := &pair{fd: fd, m: tr.k.Open(fam, o, "s"), peer: -1}
+	p.m.UID = uid
+	if tr.full != nil {
+		p.full = tr.full.Open(fam, o, "s")
+		p.full.UID = uid
+	}
 	tr.trace = append(tr.trace, fmt.Sprintf("bind %v %+v", netip.AddrPortFrom(addr, port), o))
 	got, kerr := bindReal(fd, netip.AddrPortFrom(addr, port))
 	if port == 0 {
 		tr.st.ephemeral++
-		allowed := tr.k.EphemeralPorts(m, addr)
-		switch {
-		case kerr != nil && len(allowed) > 0:
-			unix.Close(fd)
-			return nil, fmt.Errorf("ephemeral bind of %v %+v: kernel %v, model allows ports %v", addr, o, kerr, allowed)
-		case kerr != nil:
-			unix.Close(fd)
-			return nil, nil
-		case !contains(allowed, got):
-			unix.Close(fd)
-			return nil, fmt.Errorf("ephemeral bind of %v %+v: kernel took port %d, model allows %v", addr, o, got, allowed)
+		err = tr.judge(func(k *model.Kernel, s modelOf) error {
+			allowed := k.EphemeralPorts(s(p), addr)
+			switch {
+			case kerr != nil && len(allowed) > 0:
+				return fmt.Errorf("ephemeral bind of %v %+v: kernel %v, model allows ports %v", addr, o, kerr, allowed)
+			case kerr == nil && !contains(allowed, got):
+				return fmt.Errorf("ephemeral bind of %v %+v: kernel took port %d, model allows %v", addr, o, got, allowed)
+			case kerr == nil:
+				k.Place(s(p), addr, got)
+			}
+			return nil
+		})
+		if kerr == nil {
+			tr.trace[len(tr.trace)-1] += fmt.Sprintf(" -> %d", got)
 		}
-		tr.k.Place(m, addr, got)
-		tr.trace[len(tr.trace)-1] += fmt.Sprintf(" -> %d", got)
 	} else {
 		tr.st.explicit++
-		_, merr := tr.k.Bind(m, netip.AddrPortFrom(addr, port))
-		if !sameErr(kerr, merr) {
-			unix.Close(fd)
-			return nil, fmt.Errorf("bind %v %+v: kernel %v, model %v", netip.AddrPortFrom(addr, port), o, kerr, merr)
-		}
-		if kerr != nil {
-			unix.Close(fd)
-			return nil, nil
-		}
+		err = tr.judge(func(k *model.Kernel, s modelOf) error {
+			if _, merr := k.Bind(s(p), netip.AddrPortFrom(addr, port)); !sameErr(kerr, merr) {
+				return fmt.Errorf("bind %v %+v: kernel %v, model %v", netip.AddrPortFrom(addr, port), o, kerr, merr)
+			}
+			return nil
+		})
 	}
-	p := &pair{fd: fd, m: m, peer: -1}
+	if err != nil || kerr != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	tr.socks = append(tr.socks, p)
 	return p, nil
 }
@@ -265,11 +333,23 @@ func (tr *trial) deliveries() error {
 	for p := tr.lo; p <= tr.hi; p++ {
 		for _, dst := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")} {
 			tr.st.deliveries++
-			deliver := compareDelivery
+			to := netip.AddrPortFrom(dst, p)
 			if tr.a.udp {
-				deliver = compareDatagram
+				got, err := receiver(tr.socks, to)
+				if err != nil {
+					return err
+				}
+				err = tr.judge(func(k *model.Kernel, s modelOf) error { return judgeDatagram(k, s, to, got) })
+				if err != nil {
+					return err
+				}
+				continue
 			}
-			if err := deliver(tr.k, tr.socks, netip.AddrPortFrom(dst, p)); err != nil {
+			got, refused, err := acceptor(tr.socks, to)
+			if err != nil {
+				return err
+			}
+			if err := tr.judge(func(k *model.Kernel, s modelOf) error { return judgeConn(k, s, to, got, refused) }); err != nil {
 				return err
 			}
 		}
@@ -281,9 +361,6 @@ func (tr *trial) deliveries() error {
 // behaviours that random scenarios meet once in thousands.
 func (a agreement) scripts() []func(tr *trial) error {
 	var out []func(tr *trial) error
-	if a.udp {
-		return nil
-	}
 	must := func(p *pair, err error) func(func(*pair) error) error {
 		return func(next func(*pair) error) error {
 			if err != nil {
@@ -296,6 +373,46 @@ func (a agreement) scripts() []func(tr *trial) error {
 		}
 	}
 	lo4, any4 := netip.MustParseAddr("127.0.0.1"), netip.IPv4Unspecified()
+	mapped := netip.MustParseAddr("::ffff:127.0.0.1")
+	if a.udp {
+		if a.lb && a.connect {
+			// A SO_REUSEPORT_LB socket that connects leaves its group, and
+			// the wildcard's group takes 127.0.0.1 again, not the socket
+			// bound there since.
+			out = append(out, func(tr *trial) error {
+				return must(tr.bind(4, lo4, tr.lo, model.Options{ReusePortLB: true}))(func(p *pair) error {
+					if _, err := tr.bind(4, any4, tr.lo, model.Options{ReusePortLB: true}); err != nil {
+						return err
+					}
+					if err := tr.connect(p); err != nil {
+						return err
+					}
+					if _, err := tr.bind(4, lo4, tr.lo, model.Options{ReusePort: true}); err != nil {
+						return err
+					}
+					return tr.deliveries()
+				})
+			})
+		}
+		return out
+	}
+	if a.lb {
+		// An AF_INET group on 127.0.0.1, listening, and a newer group of
+		// one AF_INET6 socket bound to ::ffff:127.0.0.1, not listening:
+		// the newer group is found, has no listener, and the bound socket
+		// refuses the connection.
+		out = append(out, func(tr *trial) error {
+			return must(tr.bind(4, lo4, tr.lo, model.Options{ReusePortLB: true}))(func(p *pair) error {
+				if err := tr.listen(p); err != nil {
+					return err
+				}
+				if _, err := tr.bind(6, mapped, tr.lo, model.Options{ReusePortLB: true}); err != nil {
+					return err
+				}
+				return tr.deliveries()
+			})
+		})
+	}
 	if a.lb {
 		// An exact SO_REUSEPORT_LB group whose only member left before
 		// listening stays, and hides the wildcard's group: 127.0.0.1
@@ -318,7 +435,7 @@ func (a agreement) scripts() []func(tr *trial) error {
 	// An AF_INET socket and an AF_INET6 one on ::ffff:127.0.0.1, sharing
 	// the port by SO_REUSEPORT: which one takes 127.0.0.1.
 	out = append(out, func(tr *trial) error {
-		for _, addr := range []netip.Addr{lo4, netip.MustParseAddr("::ffff:127.0.0.1")} {
+		for _, addr := range []netip.Addr{lo4, mapped} {
 			fam := model.Family(4)
 			if addr.Is6() {
 				fam = 6
@@ -335,6 +452,22 @@ func (a agreement) scripts() []func(tr *trial) error {
 		}
 		return tr.deliveries()
 	})
+	if a.connect && a.lb {
+		// A dual-stack socket with SO_REUSEPORT_LB whose connect is
+		// refused (EOPNOTSUPP) is IPv6-only all the same: an AF_INET
+		// wildcard binds its port.
+		out = append(out, func(tr *trial) error {
+			return must(tr.bind(6, netip.IPv6Unspecified(), tr.lo, model.Options{ReusePortLB: true}))(func(d *pair) error {
+				if err := tr.connect(d); err != nil {
+					return err
+				}
+				if _, err := tr.bind(4, any4, tr.lo, model.Options{}); err != nil {
+					return err
+				}
+				return tr.deliveries()
+			})
+		})
+	}
 	if a.connect {
 		// A dual-stack socket connected over IPv6 is IPv6-only: an AF_INET
 		// wildcard binds its port.
@@ -358,6 +491,7 @@ func (a agreement) nth(i int, rng *rand.Rand, st *stats) error {
 	lo, hi := a.window(i)
 	if scripts := a.scripts(); i < len(scripts) {
 		tr := a.newTrial(rng, lo, hi, st)
+		tr.scripted = true
 		return tr.end(scripts[i](tr))
 	}
 	return a.scenario(rng, lo, hi, st)
@@ -455,6 +589,11 @@ func anchorHost(f model.Family) netip.Addr {
 }
 
 func openReal(fam model.Family, o model.Options, udp bool) (int, error) {
+	return openRealAs(fam, o, udp, nil, 0)
+}
+
+// openRealAs is openReal for a user: root, or the maker's.
+func openRealAs(fam model.Family, o model.Options, udp bool, other *maker, uid int) (int, error) {
 	af, typ := unix.AF_INET, unix.SOCK_STREAM
 	if fam == 6 {
 		af = unix.AF_INET6
@@ -462,7 +601,13 @@ func openReal(fam model.Family, o model.Options, udp bool) (int, error) {
 	if udp {
 		typ = unix.SOCK_DGRAM
 	}
-	fd, err := unix.Socket(af, typ, 0)
+	var fd int
+	var err error
+	if uid != 0 {
+		fd, err = other.socket(af, typ)
+	} else {
+		fd, err = unix.Socket(af, typ, 0)
+	}
 	if err != nil {
 		return -1, err
 	}
@@ -513,23 +658,16 @@ func bindReal(fd int, a netip.AddrPort) (uint16, error) {
 	return 0, errors.New("odd sockaddr")
 }
 
-// compareDelivery connects to dst and finds the listener that got the
-// connection, which must be one the model delivers to; or the connection
-// is refused, and the model delivers to no socket, or to one that is not
-// listening.
-func compareDelivery(k *model.Kernel, socks []*pair, dst netip.AddrPort) error {
-	want := k.Deliver(dst)
-	listening := false
-	for _, w := range want {
-		listening = listening || w.Listening
-	}
-	fam, from := unix.AF_INET, netip.AddrPortFrom(dst.Addr(), 45000)
+// acceptor connects to dst and returns the listener that got the
+// connection (nil if none did), or that it was refused.
+func acceptor(socks []*pair, dst netip.AddrPort) (got *pair, refused bool, err error) {
+	fam, from := unix.AF_INET, netip.AddrPortFrom(dst.Addr(), clientPort)
 	if dst.Addr().Is6() {
 		fam = unix.AF_INET6
 	}
 	c, err := unix.Socket(fam, unix.SOCK_STREAM, 0)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	// A fixed client port outside the range, reset on close: no TIME_WAIT
 	// and no ephemeral port taken from the range under test.
@@ -537,19 +675,11 @@ func compareDelivery(k *model.Kernel, socks []*pair, dst netip.AddrPort) error {
 	unix.SetsockoptLinger(c, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	defer unix.Close(c)
 	if err := unix.Bind(c, sockaddr(from)); err != nil {
-		return fmt.Errorf("client bind: %w", err)
+		return nil, false, fmt.Errorf("client bind: %w", err)
 	}
-	cerr := unix.Connect(c, sockaddr(dst))
-	if cerr != nil {
-		if listening {
-			return fmt.Errorf("connect %v: %v, model delivers to %v", dst, cerr, want)
-		}
-		return nil
+	if err := unix.Connect(c, sockaddr(dst)); err != nil {
+		return nil, true, nil
 	}
-	if !listening {
-		return fmt.Errorf("connect %v succeeded, model delivers to %v", dst, want)
-	}
-	var got *model.Socket
 	for _, p := range socks {
 		if p.fd < 0 || !p.m.Listening {
 			continue
@@ -558,42 +688,58 @@ func compareDelivery(k *model.Kernel, socks []*pair, dst netip.AddrPort) error {
 		if n, _ := unix.Poll(fds, 0); n == 1 {
 			if nfd, _, err := unix.Accept(p.fd); err == nil {
 				unix.Close(nfd)
-				got = p.m
-				break
+				return p, false, nil
 			}
 		}
 	}
-	if got == nil {
+	return nil, false, nil
+}
+
+// judgeConn compares a connection to dst with a model: it must have
+// reached a listener the model delivers to, or been refused where the
+// model delivers to no socket, or to one that is not listening.
+func judgeConn(k *model.Kernel, s modelOf, dst netip.AddrPort, got *pair, refused bool) error {
+	want := k.Deliver(dst)
+	listening := false
+	for _, w := range want {
+		listening = listening || w.Listening
+	}
+	switch {
+	case refused && listening:
+		return fmt.Errorf("connect %v refused, model delivers to %v", dst, want)
+	case refused:
+		return nil
+	case !listening:
+		return fmt.Errorf("connect %v succeeded, model delivers to %v", dst, want)
+	case got == nil:
 		return fmt.Errorf("connect %v: no listener has the connection", dst)
 	}
 	for _, w := range want {
-		if w == got {
+		if w == s(got) {
 			return nil
 		}
 	}
-	return fmt.Errorf("connect %v reached %v, model delivers to %v", dst, got, want)
+	return fmt.Errorf("connect %v reached %v, model delivers to %v", dst, s(got), want)
 }
 
-// compareDatagram sends a datagram to dst and finds the socket that
-// received it, which must be one the model delivers to; or none did, and
-// the model delivers to none.
-func compareDatagram(k *model.Kernel, socks []*pair, dst netip.AddrPort) error {
-	want := k.Deliver(dst)
-	fam, from := unix.AF_INET, netip.AddrPortFrom(dst.Addr(), 45000)
+// receiver sends a datagram to dst and returns the sockets that received
+// it.
+func receiver(socks []*pair, dst netip.AddrPort) ([]*pair, error) {
+	fam, from := unix.AF_INET, netip.AddrPortFrom(dst.Addr(), clientPort)
 	if dst.Addr().Is6() {
 		fam = unix.AF_INET6
 	}
 	c, err := unix.Socket(fam, unix.SOCK_DGRAM, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unix.Close(c)
 	unix.SetsockoptInt(c, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	if err := unix.Bind(c, sockaddr(from)); err != nil {
-		return fmt.Errorf("client bind: %w", err)
+		return nil, fmt.Errorf("client bind: %w", err)
 	}
 	unix.Sendto(c, []byte("x"), 0, sockaddr(dst))
-	var got []*model.Socket
+	var got []*pair
 	buf := make([]byte, 8)
 	for _, p := range socks {
 		if p.fd < 0 {
@@ -602,24 +748,31 @@ func compareDatagram(k *model.Kernel, socks []*pair, dst netip.AddrPort) error {
 		fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
 		if n, _ := unix.Poll(fds, 0); n == 1 && fds[0].Revents&unix.POLLIN != 0 {
 			if _, _, err := unix.Recvfrom(p.fd, buf, unix.MSG_DONTWAIT); err == nil {
-				got = append(got, p.m)
+				got = append(got, p)
 			}
 		}
 	}
+	return got, nil
+}
+
+// judgeDatagram compares the receivers of a datagram to dst with a model:
+// one socket the model delivers to, or none where the model has none.
+func judgeDatagram(k *model.Kernel, s modelOf, dst netip.AddrPort, got []*pair) error {
+	want := k.Deliver(dst)
 	switch {
 	case len(got) == 0 && len(want) == 0:
 		return nil
 	case len(got) == 0:
 		return fmt.Errorf("datagram to %v: nobody received it, model delivers to %v", dst, want)
 	case len(got) > 1:
-		return fmt.Errorf("datagram to %v: received by %v", dst, got)
+		return fmt.Errorf("datagram to %v: received by %d sockets", dst, len(got))
 	}
 	for _, w := range want {
-		if w == got[0] {
+		if w == s(got[0]) {
 			return nil
 		}
 	}
-	return fmt.Errorf("datagram to %v reached %v, model delivers to %v", dst, got[0], want)
+	return fmt.Errorf("datagram to %v reached %v, model delivers to %v", dst, s(got[0]), want)
 }
 
 func contains(ports []uint16, p uint16) bool {

@@ -22,8 +22,9 @@ func TestLinuxModelAgreesWithKernel(t *testing.T) {
 		scenarios = 100
 	}
 	netns.Enter(t, netns.PortRange(lo, hi))
+	other := startMaker(t)
 	for _, udp := range []bool{false, true} {
-		a := agreement{os: model.Linux, udp: udp, window: func(int) (uint16, uint16) { return lo, hi }}
+		a := agreement{os: model.Linux, udp: udp, other: other, window: func(int) (uint16, uint16) { return lo, hi }}
 		d, st := a.run(t, scenarios)
 		t.Logf("udp %v: %d scenarios: %v; %d disagreements", udp, scenarios, st, d)
 		require.Zero(t, d)
@@ -37,6 +38,15 @@ func TestLinuxModelAgreesWithKernel(t *testing.T) {
 func TestLinuxRulesMatter(t *testing.T) {
 	const lo, hi = 41000, 41001
 	netns.Enter(t, netns.PortRange(lo, hi))
-	a := agreement{os: model.Linux, window: func(int) (uint16, uint16) { return lo, hi }}
+	a := agreement{os: model.Linux, other: startMaker(t), window: func(int) (uint16, uint16) { return lo, hi }}
 	a.rulesMatter(t, model.Rules(model.Linux), 6000)
+}
+
+// TestLinuxModelPairs binds every pair of sockets (pairs) on the Linux
+// kernel, in a private namespace, and on the Linux model.
+func TestLinuxModelPairs(t *testing.T) {
+	netns.Enter(t)
+	port := uint16(20000)
+	n, d := pairs(t, model.Linux, false, startMaker(t), func() uint16 { port++; return port })
+	pairsFigure("linux", n, d)
 }

@@ -96,6 +96,11 @@ type Socket struct {
 	Family Family
 	Opts   Options
 	Owner  string // who opened it, for reports
+	// UID is the user that created the socket: 0, root, or another. The
+	// kernels let only sockets of one user share a port by SO_REUSEPORT
+	// (Linux), and refuse an unprivileged bind next to another user's
+	// socket whatever its options (the BSDs).
+	UID int
 
 	Addr      netip.Addr // valid once bound
 	Port      uint16
@@ -139,7 +144,11 @@ func (s *Socket) String() string {
 	if s.Mapped {
 		mapped = " mapped"
 	}
-	return fmt.Sprintf("%s#%d[%s%s%s %v %s]", s.Owner, s.ID, netip.AddrPortFrom(s.Addr, s.Port), v6only, mapped, s.Opts, state)
+	user := ""
+	if s.UID != 0 {
+		user = fmt.Sprintf(" uid %d", s.UID)
+	}
+	return fmt.Sprintf("%s#%d[%s%s%s %v %s%s]", s.Owner, s.ID, netip.AddrPortFrom(s.Addr, s.Port), v6only, mapped, s.Opts, state, user)
 }
 
 // dual reports whether the socket takes IPv4 on an AF_INET6 wildcard.
@@ -163,24 +172,33 @@ type Kernel struct {
 	buckets map[uint16]*bucket
 	groups  map[groupKey]*lbGroup // FreeBSD's SO_REUSEPORT_LB groups
 	nextID  int
+	groupID int           // the last group's seq
 	off     map[Rule]bool // rules switched off (Without)
 }
 
 // groupKey names a SO_REUSEPORT_LB group: one family, address and port.
+// AF_INET6 sockets bound to an IPv4-mapped address have groups of their
+// own (in_pcbinslbgrouphash compares the groups' inp_vflag and address).
 type groupKey struct {
-	f    Family
-	addr netip.Addr
-	port uint16
+	f      Family
+	addr   netip.Addr
+	port   uint16
+	mapped bool
 }
 
-// lbGroup is a SO_REUSEPORT_LB group (struct inpcblbgroup). A socket is a
-// member from its bind; only listening members take connections. The
-// group is freed when its last listening member leaves it with no other
-// members left; one whose members all leave before listening stays, empty
-// (seen on FreeBSD 15.1: it still hides the wildcard's group).
+// lbGroup is a SO_REUSEPORT_LB group (struct inpcblbgroup). A TCP socket
+// is a member from its bind, and only listening members take connections;
+// a UDP socket takes datagrams from its bind and leaves the group when it
+// connects. The group is freed when its last member that took connections
+// or datagrams leaves it with no other members left; one whose TCP members
+// all leave before listening stays, empty (seen on FreeBSD 15.1: it still
+// hides the wildcard's group).
 type lbGroup struct {
 	members []*Socket
+	seq     int // order of creation: of two groups on one address the newest is found
 }
+
+func (g *lbGroup) newer(h *lbGroup) bool { return h == nil || g != nil && g.seq > h.seq }
 
 // bucket is the state Linux keeps for a bound port (inet_bind_bucket)
 // besides its owners: the fast paths that let a bind skip the conflict
@@ -337,8 +355,8 @@ func (k *Kernel) Listen(s *Socket) error {
 // the kernel in TIME_WAIT, holding its port, until Expire.
 func (k *Kernel) Close(s *Socket) {
 	s.listened = s.Listening
+	k.leaveGroup(s, s.Listening)
 	s.Closed, s.Listening = true, false
-	k.leaveGroup(s)
 	if s.Connected && !k.UDP {
 		s.TimeWait = true
 		return
@@ -347,15 +365,15 @@ func (k *Kernel) Close(s *Socket) {
 }
 
 // leaveGroup takes s out of its SO_REUSEPORT_LB group, freeing the group
-// if s was its last member and listened (in_pcbremlbgrouphash).
-func (k *Kernel) leaveGroup(s *Socket) {
-	key := groupKey{s.Family, s.Addr, s.Port}
+// if s was its last member and took connections (in_pcbremlbgrouphash).
+func (k *Kernel) leaveGroup(s *Socket, took bool) {
+	key := groupKey{s.Family, s.Addr, s.Port, s.Mapped && k.has(FreeBSDLBMappedApart)}
 	g := k.groups[key]
 	if g == nil || !slices.Contains(g.members, s) {
 		return
 	}
 	g.members = slices.DeleteFunc(g.members, func(t *Socket) bool { return t == s })
-	if len(g.members) == 0 && (s.listened || !k.has(FreeBSDLBStaleGroup)) {
+	if len(g.members) == 0 && (took || !k.has(FreeBSDLBStaleGroup)) {
 		delete(k.groups, key)
 	}
 }
@@ -394,6 +412,9 @@ func (k *Kernel) Connect(s *Socket, peer netip.Addr) error {
 	if k.OS == FreeBSD && !k.UDP && s.Opts.ReusePortLB && k.has(FreeBSDLBNoConnect) {
 		return syscall.EOPNOTSUPP
 	}
+	if k.OS == FreeBSD && k.UDP && k.has(FreeBSDLBUDPConnectLeaves) {
+		k.leaveGroup(s, true)
+	}
 	if s.Addr.IsUnspecified() {
 		s.Addr = peer
 	}
@@ -419,10 +440,11 @@ func (k *Kernel) Place(s *Socket, addr netip.Addr, port uint16) {
 	// (dual-stack, or ::ffff:0.0.0.0) in a group.
 	v6wild := s.dual() || s.Mapped && addr.IsUnspecified()
 	if k.OS == FreeBSD && s.Opts.ReusePortLB && (!v6wild || !k.has(FreeBSDLBNoDual)) {
-		key := groupKey{s.Family, addr, port}
+		key := groupKey{s.Family, addr, port, s.Mapped && k.has(FreeBSDLBMappedApart)}
 		g := k.groups[key]
 		if g == nil {
-			g = &lbGroup{}
+			k.groupID++
+			g = &lbGroup{seq: k.groupID}
 			k.groups[key] = g
 		}
 		g.members = append(g.members, s)
@@ -491,15 +513,19 @@ func familyOf(a netip.Addr) Family {
 
 // freebsdDeliver is in_pcblookup_hash_smr and its IPv6 twin. First the
 // SO_REUSEPORT_LB groups of the port (lbGroup): the group on dst's address
-// if there is one, else the group on the wildcard; a group chosen with no
+// if there is one (of an AF_INET group and an IPv4-mapped one, the newest:
+// seen), else the group on the wildcard; a group chosen with no
 // listening member passes the connection on (seen on FreeBSD 15.1). Then
 // the first unconnected socket in the hash chain's order, specific
 // addresses before wildcards, each newest first, listening or not.
 func (k *Kernel) freebsdDeliver(dst netip.AddrPort) []*Socket {
 	f := familyOf(dst.Addr())
-	g := k.groups[groupKey{f, dst.Addr(), dst.Port()}]
+	g := k.groups[groupKey{f, dst.Addr(), dst.Port(), false}]
+	if m := k.groups[groupKey{f, dst.Addr(), dst.Port(), true}]; m != nil && (g == nil || k.has(FreeBSDLBNewestGroup) && m.newer(g)) {
+		g = m
+	}
 	if g == nil {
-		g = k.groups[groupKey{f, unspecifiedOf(f), dst.Port()}]
+		g = k.groups[groupKey{f, unspecifiedOf(f), dst.Port(), false}]
 	}
 	if g != nil && k.has(FreeBSDLBGroups) {
 		var active []*Socket
@@ -658,7 +684,7 @@ func (k *Kernel) linuxFastPath(s *Socket) bool {
 
 // reuseportMatch is sk_reuseport_match.
 func reuseportMatch(b *bucket, s *Socket) bool {
-	if b.fastreuseport == 0 || !s.Opts.ReusePort {
+	if b.fastreuseport == 0 || !s.Opts.ReusePort || b.fast.UID != s.UID {
 		return false
 	}
 	if b.fastreuseport == fastReuseportAny {
@@ -753,14 +779,17 @@ func (k *Kernel) ephemeralOK(s *Socket, addr netip.Addr, port uint16) bool {
 
 // linuxOverlap is inet_rcv_saddr_equal with wildcards matching: whether
 // s, binding addr, and the bound t claim common addresses.
+//
+// An AF_INET6 socket on a specific address is IPv6-only (prepare): were it
+// not, an AF_INET wildcard would claim it (ipv4_rcv_saddr_equal).
 func (k *Kernel) linuxOverlap(s *Socket, addr netip.Addr, t *Socket) bool {
-	sOnly := s.Family == 6 && (s.Opts.V6Only || !addr.IsUnspecified() && k.has(LinuxSpecificV6Only)) && k.has(LinuxV6OnlyNoOverlap)
+	sOnly := s.Family == 6 && s.Opts.V6Only && k.has(LinuxV6OnlyNoOverlap)
 	tOnly := t.Family == 6 && t.Opts.V6Only && k.has(LinuxV6OnlyNoOverlap)
 	switch {
 	case s.Family == 4 && t.Family == 4:
 		return addr == t.Addr || addr.IsUnspecified() || t.Addr.IsUnspecified()
 	case s.Family == 4: // t is AF_INET6
-		return !tOnly && t.Addr.IsUnspecified()
+		return !tOnly && (t.Addr.IsUnspecified() || addr.IsUnspecified())
 	case t.Family == 4: // s is AF_INET6
 		return addr.IsUnspecified() && !sOnly
 	}
@@ -773,7 +802,13 @@ func (k *Kernel) linuxConflict(s, t *Socket) bool {
 	if s.Opts.ReuseAddr && t.Opts.ReuseAddr && !t.Listening && k.has(LinuxReuseAddr) {
 		return false
 	}
-	return !(s.Opts.ReusePort && t.Opts.ReusePort && k.has(LinuxReusePort))
+	return !(s.Opts.ReusePort && t.Opts.ReusePort && k.has(LinuxReusePort) && k.sameUser(s, t))
+}
+
+// sameUser reports whether SO_REUSEPORT may join s and t: they belong to
+// one user (Linux: uid_eq of sk_uid).
+func (k *Kernel) sameUser(s, t *Socket) bool {
+	return s.UID == t.UID || !k.has(LinuxReusePortSameUser)
 }
 
 // bsdSees reports whether the BSD lookup of family f sees s.
@@ -843,6 +878,9 @@ func (k *Kernel) bsdLookup(f Family, addr netip.Addr, port uint16, wild bool) *S
 // user's sockets: a socket found refuses the bind unless both have
 // SO_REUSEPORT or, on FreeBSD, both SO_REUSEPORT_LB.
 func (k *Kernel) bsdCheck(s *Socket, addr netip.Addr, port uint16) error {
+	if k.otherUserHolds(s, addr, port) {
+		return syscall.EADDRINUSE
+	}
 	wild := !s.Opts.reuse() || !k.has(BSDReuseExact)
 	shares := func(t *Socket) bool {
 		return s.Opts.ReusePort && t.Opts.ReusePort && k.has(BSDReusePortShares) ||
@@ -871,6 +909,35 @@ func (k *Kernel) bsdCheck(s *Socket, addr netip.Addr, port uint16) error {
 		}
 	}
 	return nil
+}
+
+// otherUserHolds is the BSDs' check for an unprivileged socket's bind
+// (FreeBSD's in_pcbbind_setup and in6_pcbbind, XNU's in_pcbbind and
+// in6_pcbbind): a wildcard lookup, whatever the binder's options, finds a
+// socket of another user, which refuses the bind; on macOS not when both
+// are on the wildcard. A connected TCP socket is passed over. On FreeBSD a
+// dual-stack bind asks the IPv4 lookup too.
+//
+// The FreeBSD source we read exempts two wildcards when the one found has
+// SO_REUSEPORT_LB and not SO_REUSEPORT; the FreeBSD 15.1 kernel refuses
+// those too, with every combination of the binder's options (seen in the
+// VM), and the model follows the kernel.
+func (k *Kernel) otherUserHolds(s *Socket, addr netip.Addr, port uint16) bool {
+	if s.UID == 0 || !k.has(BSDOtherUser) {
+		return false
+	}
+	refuses := func(f Family, a netip.Addr) bool {
+		t := k.bsdLookup(f, a, port, true)
+		if t == nil || t.UID == s.UID || (t.Connected && !k.UDP) {
+			return false
+		}
+		return k.OS == FreeBSD || !a.IsUnspecified() || !bsdAddr(t, f).IsUnspecified()
+	}
+	if refuses(s.Family, addr) {
+		return true
+	}
+	return k.OS == FreeBSD && s.Family == 6 && !s.Opts.V6Only && addr.IsUnspecified() &&
+		refuses(4, netip.IPv4Unspecified())
 }
 
 // windowsFootprint is what a socket holds: a dual-stack socket holds the
@@ -953,7 +1020,7 @@ func windowsTable(second Options, secondWild bool, first Options, firstWild bool
 // with a holder later in the chain; the ephemeral search (bitmap) only
 // passes over such partners.
 func (k *Kernel) linuxUDPInUse(s *Socket, addr netip.Addr, port uint16, ephemeral bool) bool {
-	for _, t := range k.bound {
+	for _, t := range k.linuxUDPChain() {
 		if t == s || t.Port != port || t.Closed {
 			continue
 		}
@@ -963,7 +1030,7 @@ func (k *Kernel) linuxUDPInUse(s *Socket, addr netip.Addr, port uint16, ephemera
 		if !k.linuxOverlap(s, addr, t) {
 			continue
 		}
-		if s.Opts.ReusePort && t.Opts.ReusePort && k.has(LinuxUDPReusePort) {
+		if s.Opts.ReusePort && t.Opts.ReusePort && k.has(LinuxUDPReusePort) && k.sameUser(s, t) {
 			if !ephemeral && k.has(LinuxUDPReusePortEarly) {
 				return false
 			}
@@ -974,6 +1041,23 @@ func (k *Kernel) linuxUDPInUse(s *Socket, addr netip.Addr, port uint16, ephemera
 	return false
 }
 
+// linuxUDPChain is the order in which the kernel finds a port's sockets:
+// each added at the head, but an AF_INET6 socket with SO_REUSEPORT (bound
+// to an IPv4-mapped address too) at the tail. The 6.18 kernel binds and
+// delivers in this order (seen); udp_lib_get_port, read, puts only the
+// secondary chain's sockets at the tail.
+func (k *Kernel) linuxUDPChain() []*Socket {
+	var head, tail []*Socket
+	for _, s := range k.bound { // newest first
+		if (s.Family == 6 || s.Mapped) && s.Opts.ReusePort && k.has(LinuxUDPReusePortTail) {
+			tail = append([]*Socket{s}, tail...)
+		} else {
+			head = append(head, s)
+		}
+	}
+	return append(head, tail...)
+}
+
 // linuxUDPDeliver is udp4_lib_lookup2 and udp6_lib_lookup2: the sockets
 // bound to dst's address first, else those on the wildcard; among them an
 // AF_INET socket before an AF_INET6 one, for IPv4; on a tie the first in
@@ -981,16 +1065,7 @@ func (k *Kernel) linuxUDPInUse(s *Socket, addr netip.Addr, port uint16, ephemera
 // SO_REUSEPORT at the tail; a SO_REUSEPORT group of the same address and
 // family shares the winner's place.
 func (k *Kernel) linuxUDPDeliver(dst netip.AddrPort) []*Socket {
-	var head, tail []*Socket
-	for _, s := range k.bound {
-		switch {
-		case s.Family == 6 && !s.Mapped && s.Opts.ReusePort && k.has(LinuxUDPReusePortTail):
-			tail = append([]*Socket{s}, tail...)
-		default:
-			head = append(head, s)
-		}
-	}
-	chain := append(head, tail...)
+	chain := k.linuxUDPChain()
 	for _, exact := range []bool{true, false} {
 		var best *Socket
 		bestScore := 0

@@ -19,6 +19,7 @@ const (
 	LinuxEphemeralAnyOwner Rule = "linux: the ephemeral search skips a port any overlapping socket holds (inet_csk_find_open_port)"
 	LinuxInetWildFirst     Rule = "linux: an AF_INET wildcard listener beats an AF_INET6 one for IPv4 (compute_score)"
 	LinuxInetExactFirst    Rule = "linux: an AF_INET listener beats an AF_INET6 one on ::ffff:a.b.c.d (compute_score)"
+	LinuxReusePortSameUser Rule = "linux: only sockets of one user share a port by SO_REUSEPORT (sk_reuseport_match, inet_csk_bind_conflict, udp_lib_lport_inuse)"
 	LinuxUDPReuseAddr      Rule = "linux udp: two SO_REUSEADDR sockets share an address (udp_lib_lport_inuse)"
 	LinuxUDPReusePort      Rule = "linux udp: two SO_REUSEPORT sockets share an address (udp_lib_lport_inuse)"
 	LinuxUDPReusePortEarly Rule = "linux udp: a bind ends at the first SO_REUSEPORT partner, free (udp_lib_lport_inuse)"
@@ -38,6 +39,7 @@ const (
 	BSDExactFirst             Rule = "bsd: a socket on the destination address beats a wildcard"
 	BSDConnectV6Only          Rule = "bsd: a dual-stack socket connected over IPv6 becomes IPv6-only (tcp6_usr_connect)"
 	BSDMappedWildcardsShare   Rule = "bsd: a bind of ::ffff:0.0.0.0 is not refused by another AF_INET6 socket's IPv4 wildcard (in_pcbbind_setup)"
+	BSDOtherUser              Rule = "bsd: an unprivileged bind finds another user's socket whatever its options, and is refused (in_pcbbind_setup)"
 	FreeBSDDualEphemeralV4    Rule = "freebsd: the ephemeral search of a dual-stack socket asks the IPv4 lookup (in_pcb_lport_dest)"
 	FreeBSDNewestWildcard     Rule = "freebsd: the newest wildcard of either family takes IPv4 (_in_pcbinshash_wild)"
 	FreeBSDMappedWildcardLast Rule = "freebsd: a wildcard bound to ::ffff:0.0.0.0 comes after every other (_in_pcbinshash_wild)"
@@ -47,6 +49,9 @@ const (
 	FreeBSDLBStaleGroup       Rule = "freebsd: a group whose members all left before listening stays"
 	FreeBSDLBNoDual           Rule = "freebsd: an AF_INET6 socket on the IPv4 wildcard (dual-stack, or ::ffff:0.0.0.0) joins no group (in_pcbinslbgrouphash)"
 	FreeBSDLBNoConnect        Rule = "freebsd: a SO_REUSEPORT_LB socket cannot connect"
+	FreeBSDLBMappedApart      Rule = "freebsd: sockets bound to an IPv4-mapped address form groups apart from AF_INET ones (in_pcbinslbgrouphash)"
+	FreeBSDLBNewestGroup      Rule = "freebsd: of an AF_INET group and an IPv4-mapped one on the destination, the newest is found"
+	FreeBSDLBUDPConnectLeaves Rule = "freebsd udp: a connected socket leaves its group"
 	XNUEphemeralV4Wild        Rule = "xnu: an ephemeral AF_INET bind always looks up wildcards (in_pcbbind)"
 	XNUOldestWildcard         Rule = "xnu: the oldest AF_INET wildcard, then the oldest dual-stack socket, takes IPv4 (in_pcblookup_hash_locked)"
 )
@@ -54,15 +59,15 @@ const (
 // Rules returns the rules of an OS's model.
 func Rules(os OS) []Rule {
 	bsd := []Rule{BSDReuseExact, BSDReusePortShares, BSDDualChecksIPv4, BSDInetWildcardExempt,
-		BSDConnectedHolds, BSDBoundTakes, BSDExactFirst, BSDConnectV6Only, BSDMappedWildcardsShare}
+		BSDConnectedHolds, BSDBoundTakes, BSDExactFirst, BSDConnectV6Only, BSDMappedWildcardsShare, BSDOtherUser}
 	switch os {
 	case Linux:
-		return []Rule{LinuxUDPReuseAddr, LinuxUDPReusePort, LinuxUDPReusePortEarly, LinuxUDPReusePortTail, LinuxSpecificV6Only, LinuxV6OnlyNoOverlap, LinuxReuseAddr, LinuxReusePort,
+		return []Rule{LinuxReusePortSameUser, LinuxUDPReuseAddr, LinuxUDPReusePort, LinuxUDPReusePortEarly, LinuxUDPReusePortTail, LinuxSpecificV6Only, LinuxV6OnlyNoOverlap, LinuxReuseAddr, LinuxReusePort,
 			LinuxListenRecheck, LinuxFastReuse, LinuxEphemeralAnyOwner, LinuxInetWildFirst, LinuxInetExactFirst}
 	case FreeBSD:
 		return append(bsd, FreeBSDDualEphemeralV4, FreeBSDNewestWildcard, FreeBSDMappedWildcardLast,
 			FreeBSDLBGroups, FreeBSDLBShares, FreeBSDLBPending, FreeBSDLBStaleGroup, FreeBSDLBNoDual,
-			FreeBSDLBNoConnect)
+			FreeBSDLBNoConnect, FreeBSDLBMappedApart, FreeBSDLBNewestGroup, FreeBSDLBUDPConnectLeaves)
 	case Darwin:
 		return append(bsd, XNUEphemeralV4Wild, XNUOldestWildcard)
 	}
