@@ -85,6 +85,16 @@ func (p plan) has(f family) bool {
 	return false
 }
 
+// wildcards reports whether every endpoint of p is a wildcard address.
+func (p plan) wildcards() bool {
+	for _, ep := range p.eps {
+		if !ep.addr.IsUnspecified() {
+			return false
+		}
+	}
+	return true
+}
+
 // only4 returns the plan without its IPv6 endpoints, and whether that
 // leaves anything to bind. Its guards are to be made again.
 func (p plan) only4() (plan, bool) {
@@ -292,10 +302,12 @@ func (b *binder) portTaken(err error) bool {
 }
 
 // listenSeparate binds one socket an endpoint, each of its own family, on
-// one port. With an ephemeral port the first bind picks the port: on Linux
-// a dual-stack probe, whose port search skips ports held by either family;
-// elsewhere the first endpoint, IPv4 where there is one, because the IPv6
-// port search of those kernels ignores AF_INET sockets. The other binds
+// one port. With an ephemeral port the first bind picks the port: on Linux,
+// for the two wildcards, a dual-stack probe, whose port search skips ports
+// held by either family; otherwise the first endpoint, IPv4 where there is
+// one, because the IPv6 port search of the other kernels ignores AF_INET
+// sockets, and because a probe of the wildcards is wider than specific
+// addresses (localhost): it would skip ports held on other addresses. The other binds
 // then fail if their half of the port is taken, and the caller retries.
 // On such a failure the first endpoint's socket is returned open as the
 // picker, for the caller to hold; everything else is closed.
@@ -309,7 +321,7 @@ func (b *binder) listenSeparate(p plan) (r bound, picker socket, err error) {
 	}()
 	eps := p.all()
 	if r.port == 0 {
-		if b.os.dualProbe && p.has(inet4) && p.has(inet6) {
+		if b.os.dualProbe && p.has(inet4) && p.has(inet6) && p.wildcards() {
 			probe, port, err := b.bindProbe(p, inet6)
 			if err != nil {
 				return r, nil, err

@@ -12,6 +12,17 @@ func ListenResolving(ctx context.Context, lc *ListenConfig, lookup func(ctx cont
 	return lc.listen(ctx, sys, network, address)
 }
 
+// ListenPacketResolving is lc.ListenPacket with lookup in place of the DNS
+// resolver, and the portable reader if asked.
+func ListenPacketResolving(ctx context.Context, lc *ListenConfig, lookup func(ctx context.Context, network, host string) ([]netip.Addr, error), portable bool, network, address string) (*PacketConn, error) {
+	sys := hostSystem
+	sys.lookup = lookup
+	if portable {
+		sys.mergePackets = newChanReader
+	}
+	return lc.listenPacket(ctx, sys, network, address)
+}
+
 // ListenPortableAccept is lc.Listen with the portable acceptor, used where
 // the OS offers no better, in place of the host's.
 func ListenPortableAccept(lc *ListenConfig, ctx context.Context, network, address string) (*Listener, error) {

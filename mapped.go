@@ -59,6 +59,17 @@ func unmapIP(ip net.IP) (net.IP, bool) {
 	return net.IPv4(v4[0], v4[1], v4[2], v4[3]).To4(), true
 }
 
+// ipNetwork reports whether network names an IP network, as net.Dial
+// takes them.
+func ipNetwork(network string) bool {
+	switch network {
+	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "ip", "ip4", "ip6":
+		return true
+	}
+	base, _, ok := strings.Cut(network, ":") // "ip4:icmp"
+	return ok && (base == "ip" || base == "ip4" || base == "ip6")
+}
+
 // UnmapAddrPort returns ap with an IPv4-mapped address replaced by its IPv4
 // form, as [netip.Addr.Unmap] does, keeping the port. Other addresses keep
 // their zone. It does not allocate.
@@ -71,9 +82,11 @@ func UnmapAddrPort(ap netip.AddrPort) netip.AddrPort {
 
 // AddrPortFrom returns the address and port of a, unmapped, and whether a
 // holds an IP address. It reads *[net.TCPAddr], *[net.UDPAddr] and
-// *[net.IPAddr] (port 0) directly, and any other address through its
-// String form, "host:port" or a bare IP. It does not allocate for the
-// three net types.
+// *[net.IPAddr] (port 0) directly, and another type through its String
+// form, "host:port" or a bare IP, when its Network is an IP one ("tcp",
+// "udp", "ip", with a 4 or 6 or a protocol after "ip:"). Any other address
+// is not an IP one, whatever its text: a Unix socket's path may read
+// "10.0.0.1:80". It does not allocate for the three net types.
 //
 // This is the form to check against a [netip.Prefix] or to key a rate
 // limiter by:
@@ -105,6 +118,9 @@ func AddrPortFrom(a net.Addr) (netip.AddrPort, bool) {
 		}
 		ap = netip.AddrPortFrom(ip.WithZone(a.Zone), 0)
 	default:
+		if !ipNetwork(a.Network()) {
+			return netip.AddrPort{}, false
+		}
 		s := a.String()
 		var err error
 		if ap, err = netip.ParseAddrPort(s); err != nil {

@@ -3,11 +3,13 @@ package dualstack_test
 import (
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/dualstack-go/dualstack"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestUnmapString(t *testing.T) {
@@ -149,10 +151,18 @@ func require16(t *testing.T, ip net.IP) {
 	}
 }
 
+// customAddr is an IP address of a type the net package does not know:
+// a proxy library's, say.
 type customAddr string
 
-func (a customAddr) Network() string { return "custom" }
+func (a customAddr) Network() string { return "tcp" }
 func (a customAddr) String() string  { return string(a) }
+
+// otherAddr is an address of any network.
+type otherAddr struct{ network, s string }
+
+func (a otherAddr) Network() string { return a.network }
+func (a otherAddr) String() string  { return a.s }
 
 func TestAddrPortFrom(t *testing.T) {
 	t.Parallel()
@@ -171,10 +181,14 @@ func TestAddrPortFrom(t *testing.T) {
 		// Other types through their text.
 		{"custom host:port", customAddr("[::ffff:192.0.2.1]:8080"), "192.0.2.1:8080"},
 		{"custom bare IP", customAddr("::ffff:192.0.2.1"), "192.0.2.1:0"},
+		{"raw IP network", otherAddr{"ip4:icmp", "192.0.2.1"}, "192.0.2.1:0"},
 		// No IP address.
 		{"TCP without IP", &net.TCPAddr{Port: 80}, ""},
 		{"IP without IP", &net.IPAddr{}, ""},
 		{"Unix", &net.UnixAddr{Name: "/tmp/s", Net: "unix"}, ""},
+		{"Unix path that reads as an address", &net.UnixAddr{Name: "10.0.0.1:80", Net: "unix"}, ""},
+		{"unixgram path", &net.UnixAddr{Name: "10.0.0.1:80", Net: "unixgram"}, ""},
+		{"unknown network", otherAddr{"vsock", "10.0.0.1:80"}, ""},
 		{"custom name", customAddr("example.com:80"), ""},
 		{"typed nil TCP", (*net.TCPAddr)(nil), ""},
 		{"typed nil UDP", (*net.UDPAddr)(nil), ""},
@@ -331,4 +345,27 @@ func BenchmarkUnmap(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestAddrPortFromUnixPeer: a local client whose Unix socket is bound to
+// a file named like an IP address and port is not an IP peer, so it
+// cannot pass an allowlist of IP prefixes.
+func TestAddrPortFromUnixPeer(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir) // the client binds a relative path, as a user could
+	ln, err := net.Listen("unix", filepath.Join(dir, "server.sock"))
+	require.NoError(t, err)
+	defer ln.Close()
+	c, err := net.DialUnix("unix", &net.UnixAddr{Name: "10.0.0.1:80", Net: "unix"}, ln.Addr().(*net.UnixAddr))
+	require.NoError(t, err)
+	defer c.Close()
+	s, err := ln.Accept()
+	require.NoError(t, err)
+	defer s.Close()
+	require.Equal(t, "10.0.0.1:80", s.RemoteAddr().String(), "the peer's address reads as an IP one")
+
+	trusted := netip.MustParsePrefix("10.0.0.0/8")
+	ap, ok := dualstack.AddrPortFrom(s.RemoteAddr())
+	assert.False(t, ok)
+	assert.False(t, ok && trusted.Contains(ap.Addr()), "a Unix peer passed the allowlist")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -52,6 +53,11 @@ func (lc *ListenConfig) listenPacket(ctx context.Context, sys system, network, a
 		pc.fams = append(pc.fams, h.eps[i].family())
 	}
 	pc.addr = mainAddr(pc.addrs, h.eps[:h.asked])
+	for i := range h.asked {
+		if slices.Index(pc.fams, pc.fams[i]) < i {
+			pc.routes = &peerRoutes{m: map[netip.AddrPort]int{}}
+		}
+	}
 	if len(h.conns) > 1 {
 		if pc.r, err = sys.mergePackets(h.conns); err != nil {
 			closeAll(h.conns)
@@ -77,10 +83,13 @@ func toUDPConn(s socket) (*net.UDPConn, error) {
 // others.
 //
 // Reads take packets from whichever socket has one, no socket starving
-// another. A write leaves through the socket of the destination's family
-// (an IPv4-mapped destination is IPv4), so a reply to a packet's source
-// leaves from the family it came in on; with several addresses of one
-// family (a host name), it leaves from the first. In Single mode source
+// another. A write leaves through a socket of the destination's family (an
+// IPv4-mapped destination is IPv4), so a reply to a packet's source leaves
+// from the family it came in on. With several addresses of one family (a
+// host name), reads remember which socket each of the last 4,096 or so
+// peers wrote to, and a write to such a peer leaves from that socket, the
+// address the peer expects its reply from; a write to another destination
+// leaves from the first socket of its family. In Single mode source
 // addresses are reported unmapped, and plain IPv4 destinations work.
 type PacketConn struct {
 	conns   []*net.UDPConn // the sockets asked for, then the guards read from
@@ -91,6 +100,7 @@ type PacketConn struct {
 	mode    Mode
 	network string
 	r       packetReader // nil with one socket
+	routes  *peerRoutes  // set where several sockets asked for share a family
 	closed  atomic.Bool
 }
 
@@ -100,7 +110,8 @@ var _ net.PacketConn = (*PacketConn)(nil)
 // deadlines and their closing. Its errors are bare causes: net.ErrClosed,
 // os.ErrDeadlineExceeded, system call errors.
 type packetReader interface {
-	read(b []byte) (int, netip.AddrPort, error)
+	// read also returns the index of the socket the packet came in on.
+	read(b []byte) (n int, src netip.AddrPort, k int, err error)
 	setReadDeadline(t time.Time) error
 	close() error
 }
@@ -115,7 +126,10 @@ func (p *PacketConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) 
 		n, ap, err := p.conns[0].ReadFromUDPAddrPort(b)
 		return n, UnmapAddrPort(ap), err
 	}
-	n, ap, err := p.r.read(b)
+	n, ap, k, err := p.r.read(b)
+	if p.routes != nil && err == nil {
+		p.routes.remember(ap, k)
+	}
 	if err != nil {
 		return n, ap, p.opError("read", nil, err)
 	}
@@ -170,12 +184,49 @@ func (p *PacketConn) connFor(ap netip.AddrPort) (*net.UDPConn, netip.AddrPort) {
 	if ap.Addr().Is4() {
 		want = inet4
 	}
+	if p.routes != nil {
+		if k, ok := p.routes.via(ap); ok && p.fams[k] == want {
+			return p.conns[k], ap
+		}
+	}
 	for i, f := range p.fams {
 		if f == want {
 			return p.conns[i], ap
 		}
 	}
 	return nil, ap
+}
+
+// peerRoutes remembers, for a PacketConn with several sockets of one
+// family, which socket each peer's last datagram came in on, so that a
+// reply leaves from the address the peer wrote to. It holds the last
+// maxPeerRoutes peers or so: when full it starts again empty, and a peer
+// forgotten gets its replies from the first socket of its family until
+// it writes again.
+type peerRoutes struct {
+	mu sync.Mutex
+	m  map[netip.AddrPort]int
+}
+
+const maxPeerRoutes = 4096
+
+func (r *peerRoutes) remember(peer netip.AddrPort, k int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.m[peer]; ok && old == k {
+		return
+	}
+	if len(r.m) >= maxPeerRoutes {
+		clear(r.m)
+	}
+	r.m[peer] = k
+}
+
+func (r *peerRoutes) via(peer netip.AddrPort) (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k, ok := r.m[peer]
+	return k, ok
 }
 
 // Close closes every socket. Blocked and later reads and writes return an
@@ -282,6 +333,7 @@ type packet struct {
 	n   int
 	src netip.AddrPort
 	err error
+	k   int // the socket
 }
 
 // maxDatagram is the largest UDP payload.
@@ -295,14 +347,14 @@ func newChanReader(conns []*net.UDPConn) (packetReader, error) {
 	return r, nil
 }
 
-func (r *chanReader) read(b []byte) (int, netip.AddrPort, error) {
+func (r *chanReader) read(b []byte) (int, netip.AddrPort, int, error) {
 	pk, err := r.in.get(r.run)
 	if err != nil {
-		return 0, netip.AddrPort{}, err
+		return 0, netip.AddrPort{}, -1, err
 	}
 	n := copy(b, pk.buf[:pk.n])
 	bufPool.Put(pk.buf)
-	return n, UnmapAddrPort(pk.src), pk.err
+	return n, UnmapAddrPort(pk.src), pk.k, pk.err
 }
 
 // readLoop reads from socket i.
@@ -320,7 +372,7 @@ func (r *chanReader) readLoop(i int) {
 				err = oe.Err // PacketConn wraps the cause
 			}
 		}
-		if !r.in.put(i, packet{buf, n, src, err}) {
+		if !r.in.put(i, packet{buf, n, src, err, i}) {
 			bufPool.Put(buf)
 			return
 		}

@@ -46,6 +46,12 @@ type pollReader struct {
 const quietReads = 16
 
 func newPollReader(conns []*net.UDPConn) (packetReader, error) {
+	return newPollReaderDraining(conns, true)
+}
+
+// newPollReaderDraining is newPollReader; drains=false makes the poller
+// level-triggered, as it was: the control of TestErrorQueueReadParks.
+func newPollReaderDraining(conns []*net.UDPConn, drains bool) (packetReader, error) {
 	scs := make([]syscall.Conn, len(conns))
 	r := &pollReader{conns: conns, ready: make([]bool, len(conns))}
 	for i, c := range conns {
@@ -57,7 +63,7 @@ func newPollReader(conns []*net.UDPConn) (packetReader, error) {
 		r.rcs = append(r.rcs, rc)
 		r.recvs = append(r.recvs, r.recv)
 	}
-	p, err := newPoller(scs)
+	p, err := newPoller(scs, drains)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +71,7 @@ func newPollReader(conns []*net.UDPConn) (packetReader, error) {
 	return r, nil
 }
 
-func (r *pollReader) read(b []byte) (int, netip.AddrPort, error) {
+func (r *pollReader) read(b []byte) (int, netip.AddrPort, int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.buf = b
@@ -81,7 +87,7 @@ func (r *pollReader) read(b []byte) (int, netip.AddrPort, error) {
 				if errors.As(err, &oe) {
 					err = oe.Err // RawConn's own wrapping
 				}
-				return 0, netip.AddrPort{}, err
+				return 0, netip.AddrPort{}, -1, err
 			}
 			if r.rerr == unix.EAGAIN {
 				continue
@@ -95,16 +101,16 @@ func (r *pollReader) read(b []byte) (int, netip.AddrPort, error) {
 				r.next = (k + 1) % n
 			}
 			if r.rerr != nil {
-				return 0, netip.AddrPort{}, os.NewSyscallError("recvfrom", r.rerr)
+				return 0, netip.AddrPort{}, -1, os.NewSyscallError("recvfrom", r.rerr)
 			}
-			return r.n, r.src, nil
+			return r.n, r.src, k, nil
 		}
 		// Nothing anywhere: wait for a packet, a deadline or Close.
 		if err := r.p.wait(r.ready); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return 0, netip.AddrPort{}, err
+				return 0, netip.AddrPort{}, -1, err
 			}
-			return 0, netip.AddrPort{}, net.ErrClosed
+			return 0, netip.AddrPort{}, -1, net.ErrClosed
 		}
 		clear(r.ready)
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -478,6 +479,50 @@ func TestZeroPacketConn(t *testing.T) {
 				assert.Empty(t, pc.Addrs())
 				assert.Equal(t, dualstack.Auto, pc.Mode())
 			})
+		})
+	}
+}
+
+// TestPacketRepliesFromTheAddressAsked: with two IPv4 addresses (a host
+// name's), a reply to a datagram's source leaves from the address the
+// datagram was sent to: a connected client, which takes datagrams from
+// that address only, gets it. Clients alternate between the addresses.
+func TestPacketRepliesFromTheAddressAsked(t *testing.T) {
+	second := "127.0.0.2"
+	if c, err := net.ListenPacket("udp4", second+":0"); err != nil {
+		t.Skipf("%s is not a local address here: %v", second, err)
+	} else {
+		c.Close()
+	}
+	lookup := func(context.Context, string, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr(second)}, nil
+	}
+	for _, portable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("portable=%v", portable), func(t *testing.T) {
+			pc, err := dualstack.ListenPacketResolving(context.Background(), &dualstack.ListenConfig{}, lookup, portable, "udp", "two.test:0")
+			require.NoError(t, err)
+			defer pc.Close()
+			require.Len(t, pc.Addrs(), 2)
+			port := pc.LocalAddr().(*net.UDPAddr).Port
+			for i, host := range []string{second, "127.0.0.1", second, second, "127.0.0.1"} {
+				client, err := net.Dial("udp4", net.JoinHostPort(host, strconv.Itoa(port)))
+				require.NoError(t, err)
+				defer client.Close()
+				token := rand.Text()
+				_, err = client.Write([]byte(token))
+				require.NoError(t, err)
+				buf := make([]byte, 64)
+				pc.SetReadDeadline(time.Now().Add(ioTimeout))
+				n, src, err := pc.ReadFromUDPAddrPort(buf)
+				require.NoError(t, err)
+				require.Equal(t, token, string(buf[:n]))
+				_, err = pc.WriteToUDPAddrPort(buf[:n], src)
+				require.NoError(t, err)
+				client.SetReadDeadline(time.Now().Add(ioTimeout))
+				n, err = client.Read(buf)
+				require.NoError(t, err, "client %d of %s: no reply from the address it wrote to", i, host)
+				assert.Equal(t, token, string(buf[:n]))
+			}
 		})
 	}
 }

@@ -20,9 +20,17 @@ var newPacketReader = newPollReader
 // poller waits for any of several sockets to become readable: for a
 // listening socket, that a connection is waiting. It is an epoll
 // descriptor on Linux (poll_linux.go) and a kqueue elsewhere
-// (poll_kqueue.go), holding the sockets level-triggered. One wait runs at
-// a time; setDeadline and close may be called at any time, and a waiting
-// wait sees them.
+// (poll_kqueue.go). One wait runs at a time; setDeadline and close may be
+// called at any time, and a waiting wait sees them.
+//
+// newPoller(conns, drains) makes one. A caller that drains, that is tries
+// every socket until it would block before each wait, may be told of
+// changes only: on Linux the sockets are then held edge-triggered, so that
+// a UDP socket's error queue (IP_RECVERR, timestamps, zero-copy
+// completions), which keeps EPOLLERR raised until it is read with
+// MSG_ERRQUEUE, wakes a wait once for each error and not for ever.
+// Otherwise they are held level-triggered: pollAcceptor accepts one
+// connection a wait and relies on being told again of the others.
 type poller interface {
 	// wait marks in ready the sockets, by index, that are readable,
 	// waiting until one is. It fails with os.ErrDeadlineExceeded once the
@@ -78,7 +86,7 @@ func (m *pollAcceptor) poller() (poller, error) {
 	for i, ln := range m.lns {
 		conns[i] = ln
 	}
-	p, err := newPoller(conns)
+	p, err := newPoller(conns, false)
 	if err != nil {
 		return nil, err
 	}

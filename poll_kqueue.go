@@ -42,7 +42,10 @@ const yields = 4
 
 var zero unix.Timespec
 
-func newPoller(conns []syscall.Conn) (poller, error) {
+// newPoller holds the sockets level-triggered whether or not the caller
+// drains: the BSDs keep no error queue, and recvfrom(2) reports and clears
+// a socket's pending error (so_error) at once.
+func newPoller(conns []syscall.Conn, _ bool) (poller, error) {
 	p := &kqueuePoller{kq: -1, wake: [2]int{-1, -1}, evs: make([]unix.Kevent_t, len(conns)+1)}
 	if err := p.open(conns); err != nil {
 		p.release()

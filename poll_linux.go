@@ -2,6 +2,7 @@ package dualstack
 
 import (
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -9,7 +10,8 @@ import (
 )
 
 // epoller is the poller of Linux: an epoll descriptor holding the sockets
-// level-triggered, itself registered with the runtime's poller. wait asks
+// (edge-triggered for a caller that drains, see poller), itself registered
+// with the runtime's poller. wait asks
 // it without waiting and parks on the runtime's poller until it is
 // readable, so a waiting Accept or read holds no thread.
 type epoller struct {
@@ -21,16 +23,20 @@ type epoller struct {
 	poll func(fd uintptr) bool
 }
 
+// pollCalls counts the calls of epoll_wait(2), for the tests: a wait that
+// parks makes one or two.
+var pollCalls atomic.Uint64
+
 // newPoller returns an epoll descriptor, registered with the runtime's
-// poller, on which the sockets of conns are registered level-triggered
-// for reading, each under its index.
-func newPoller(conns []syscall.Conn) (poller, error) {
+// poller, on which the sockets of conns are registered for reading, each
+// under its index; edge-triggered if the caller drains.
+func newPoller(conns []syscall.Conn, drains bool) (poller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
 	}
 	for i, c := range conns {
-		if err := epollAdd(epfd, c, i); err != nil {
+		if err := epollAdd(epfd, c, i, drains); err != nil {
 			unix.Close(epfd)
 			return nil, err
 		}
@@ -52,7 +58,7 @@ func newPoller(conns []syscall.Conn) (poller, error) {
 }
 
 // epollAdd registers the socket of c with epfd under the index i.
-func epollAdd(epfd int, c syscall.Conn, i int) error {
+func epollAdd(epfd int, c syscall.Conn, i int, edge bool) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
@@ -60,6 +66,9 @@ func epollAdd(epfd int, c syscall.Conn, i int) error {
 	var cerr error
 	err = rc.Control(func(fd uintptr) {
 		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(i)}
+		if edge {
+			ev.Events |= unix.EPOLLET
+		}
 		cerr = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
 	})
 	if err != nil {
@@ -89,6 +98,7 @@ func (e *epoller) wait(ready []bool) error {
 // pollNow asks the epoll descriptor, without waiting, which sockets are
 // readable, and reports whether wait can return.
 func (e *epoller) pollNow(fd uintptr) bool {
+	pollCalls.Add(1)
 	for {
 		e.n, e.werr = unix.EpollWait(int(fd), e.evs, 0)
 		if e.werr != unix.EINTR {

@@ -979,3 +979,45 @@ func TestV6OnlyDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalhostIgnoresOtherAddresses: with every port of the range held on
+// 127.0.0.2 only, localhost:0 (127.0.0.1 and ::1) still listens, TCP and
+// UDP, as net.Listen("tcp4", "127.0.0.1:0") does: the port is picked on
+// the addresses asked for, not on wider ones.
+func TestLocalhostIgnoresOtherAddresses(t *testing.T) {
+	const lo, hi = 42300, 42309
+	ownKernel(t)
+	ownPortRange(t, lo, hi)
+	if c, err := net.ListenPacket("udp4", "127.0.0.2:0"); err != nil {
+		t.Skipf("127.0.0.2 is not a local address here: %v", err)
+	} else {
+		c.Close()
+	}
+	for p := lo; p <= hi; p++ {
+		a := net.JoinHostPort("127.0.0.2", strconv.Itoa(p))
+		ln, err := net.Listen("tcp4", a)
+		require.NoError(t, err)
+		defer ln.Close()
+		pc, err := net.ListenPacket("udp4", a)
+		require.NoError(t, err)
+		defer pc.Close()
+	}
+	control, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err, "the control: 127.0.0.1 has free ports")
+	control.Close()
+
+	for i := range 20 {
+		ln, err := dualstack.Listen("tcp", "localhost:0")
+		require.NoError(t, err, "listen %d", i)
+		for _, host := range []string{"127.0.0.1", "::1"} {
+			assert.NoError(t, exchangeWithin(ln, host, reachWait), "%s", host)
+		}
+		ln.Close()
+	}
+	pc, err := dualstack.ListenPacket("udp", "localhost:0")
+	require.NoError(t, err)
+	defer pc.Close()
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		assert.NoError(t, udpExchangeWithin(pc, host, reachWait), "%s", host)
+	}
+}
