@@ -71,9 +71,10 @@ type plan struct {
 	eps   []endpoint // the addresses asked for, IPv4 first
 	// guards are the guard endpoints the binder adds (binder.guarded).
 	guards []endpoint
-	// fallback4 reports whether the IPv6 endpoints are dropped where the
-	// host cannot serve IPv6 (Auto mode).
-	fallback4 bool
+	// fallback reports whether the endpoints of a family are dropped
+	// where the host cannot serve that family there, if the other family
+	// remains (Auto mode).
+	fallback bool
 }
 
 func (p plan) has(f family) bool {
@@ -95,16 +96,16 @@ func (p plan) wildcards() bool {
 	return true
 }
 
-// only4 returns the plan without its IPv6 endpoints, and whether that
-// leaves anything to bind. Its guards are to be made again.
-func (p plan) only4() (plan, bool) {
+// without returns the plan without its endpoints of family f, and whether
+// that leaves anything to bind. Its guards are to be made again.
+func (p plan) without(f family) (plan, bool) {
 	var eps []endpoint
 	for _, ep := range p.eps {
-		if ep.family() == inet4 {
+		if ep.family() != f {
 			eps = append(eps, ep)
 		}
 	}
-	p.eps, p.guards, p.fallback4 = eps, nil, false
+	p.eps, p.guards, p.fallback = eps, nil, false
 	return p, len(eps) > 0
 }
 
@@ -127,6 +128,7 @@ type binder struct {
 	os       osFacts
 	control  func(network, address string, c syscall.RawConn) error
 	attempts int
+	local    func(netip.Addr) bool // see system.local
 }
 
 // bound is a plan carried out: one socket an endpoint, all on port. The
@@ -170,26 +172,38 @@ func (e *bindError) Error() string {
 
 func (e *bindError) Unwrap() error { return e.err }
 
-// lacksIPv6 reports whether err says that the host cannot serve IPv6 at the
-// address an IPv6 socket was being bound to.
-func lacksIPv6(err error) bool {
+// lacks returns the family that err says the host cannot serve at the
+// address a socket of it was being bound to, or 0: no AF_INET6 sockets,
+// ::1 with IPv6 disabled, 127.0.0.1 removed from the loopback interface.
+// An ephemeral bind that the BSDs refuse with EADDRNOTAVAIL for want of a
+// port is not one: falling back then would leave the family's traffic on
+// the port to whoever holds it.
+func (b *binder) lacks(err error) family {
 	var be *bindError
-	return errors.As(err, &be) && be.fam == inet6 && noIPv6(be.err)
+	if !errors.As(err, &be) || be.fam == 0 || !unservable(be.err) || b.rangeExhausted(err) {
+		return 0
+	}
+	return be.fam
 }
 
 // bind carries out p: every endpoint bound on one port and listening, or
 // an error and nothing left open.
 func (b *binder) bind(p plan) (bound, error) {
 	r, err := b.retry(b.guarded(p))
-	if err != nil && p.fallback4 && lacksIPv6(err) {
-		if p4, ok := p.only4(); ok {
-			return b.retry(b.guarded(p4))
+	f := b.lacks(err)
+	if f != 0 && p.fallback {
+		if q, ok := p.without(f); ok {
+			return b.retry(b.guarded(q))
 		}
 	}
-	if err != nil && lacksIPv6(err) && p.has(inet4) {
+	other := inet4
+	if f == inet4 {
+		other = inet6
+	}
+	if f != 0 && p.has(other) {
 		var be *bindError
 		if errors.As(err, &be) {
-			be.hint = "this host cannot serve IPv6 there; Auto mode would listen on IPv4 alone"
+			be.hint = fmt.Sprintf("this host cannot serve %v there; Auto mode would listen on %v alone", f, other)
 		}
 	}
 	return r, err
@@ -263,8 +277,8 @@ func (b *binder) retry(p plan) (bound, error) {
 		if picker != nil {
 			held = append(held, picker)
 		}
-		if p.port == 0 && rangeExhausted(err) {
-			// The BSDs say EADDRNOTAVAIL when no port is left; with the
+		if p.port == 0 && b.rangeExhausted(err) {
+			// No port is left for the bind that picks one; with the
 			// ports of failed attempts held, that ends the search.
 			var be *bindError
 			if errors.As(err, &be) {
@@ -289,11 +303,17 @@ func (b *binder) retry(p plan) (bound, error) {
 }
 
 // rangeExhausted reports whether err is the failure of an ephemeral bind
-// of a wildcard address that no interface can lack: the kernel found no
-// port.
-func rangeExhausted(err error) bool {
+// because the kernel found no port: EADDRINUSE (Linux), or EADDRNOTAVAIL
+// (the BSDs) for an address that an interface has; a wildcard always.
+func (b *binder) rangeExhausted(err error) bool {
 	var be *bindError
-	return errors.As(err, &be) && be.addr.Port() == 0 && be.addr.Addr().IsUnspecified() && notAssignable(be.err)
+	return errors.As(err, &be) && be.addr.Port() == 0 &&
+		(addrInUse(be.err) || notAssignable(be.err) && b.isLocal(be.addr.Addr()))
+}
+
+// isLocal reports whether a is a wildcard or an address an interface has.
+func (b *binder) isLocal(a netip.Addr) bool {
+	return a.IsUnspecified() || b.local == nil || b.local(a)
 }
 
 // portTaken reports whether err says that another socket holds the port.

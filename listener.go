@@ -164,7 +164,7 @@ func (lc *ListenConfig) binder(sys system) *binder {
 	if attempts == 0 {
 		attempts = DefaultAttempts
 	}
-	return &binder{api: sys.api, os: sys.facts, control: lc.Control, attempts: attempts}
+	return &binder{api: sys.api, os: sys.facts, control: lc.Control, attempts: attempts, local: sys.local}
 }
 
 // handedOver is a bound plan in the net package's types: a connection

@@ -214,6 +214,21 @@ func TestListenHostName(t *testing.T) {
 		})
 	}
 
+	// A wildcard and another address of its family cannot share a port:
+	// said at once, with no attempt made.
+	t.Run("wildcard and specific", func(t *testing.T) {
+		t.Parallel()
+		both := func(context.Context, string, string) ([]netip.Addr, error) {
+			return []netip.Addr{netip.IPv4Unspecified(), netip.MustParseAddr("127.0.0.1")}, nil
+		}
+		_, err := dualstack.ListenResolving(context.Background(), &dualstack.ListenConfig{}, both, "tcp", "both.test:0")
+		var oe *net.OpError
+		require.ErrorAs(t, err, &oe)
+		assert.Contains(t, err.Error(), "both.test resolves to 0.0.0.0 and 127.0.0.1")
+		assert.Contains(t, err.Error(), "cannot share a port")
+		assert.NotContains(t, err.Error(), "attempt")
+	})
+
 	t.Run("resolution error", func(t *testing.T) {
 		t.Parallel()
 		var lc dualstack.ListenConfig

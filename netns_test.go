@@ -63,3 +63,53 @@ func TestNamespaceIPv6Disabled(t *testing.T) {
 		checkFDs()
 	}
 }
+
+// TestNamespaceNoIPv4Loopback: with 127.0.0.1 taken off lo, Auto on
+// localhost binds ::1 alone and says so, TCP and UDP, as it binds
+// 127.0.0.1 alone where ::1 is gone; Separate fails, saying why, and holds
+// nothing.
+func TestNamespaceNoIPv4Loopback(t *testing.T) {
+	netns.Enter(t)
+	netns.RemoveIPv4Loopback(t)
+	_, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.Error(t, err, "127.0.0.1 should be gone")
+
+	ln, err := dualstack.Listen("tcp", "localhost:0")
+	require.NoError(t, err)
+	require.Len(t, ln.Addrs(), 1, "Auto on localhost holds ::1 alone: %v", ln.Addrs())
+	assert.Equal(t, "::1", ln.Addr().(*net.TCPAddr).IP.String())
+	ts := serveTokens(t, ln)
+	assert.True(t, ts.reaches("tcp", hostPort(t, "::1", ln.Addr())))
+	require.NoError(t, ln.Close())
+
+	pc, err := dualstack.ListenPacket("udp", "localhost:0")
+	require.NoError(t, err)
+	require.Len(t, pc.Addrs(), 1, "Auto on localhost holds ::1 alone: %v", pc.Addrs())
+	assert.Equal(t, "::1", pc.LocalAddr().(*net.UDPAddr).IP.String())
+	require.NoError(t, pc.Close())
+
+	checkFDs := requireNoFDLeak(t)
+	_, err = (&dualstack.ListenConfig{Mode: dualstack.Separate}).Listen(context.Background(), "tcp", "localhost:0")
+	require.ErrorIs(t, err, syscall.EADDRNOTAVAIL)
+	assert.Contains(t, err.Error(), "Auto mode would listen on IPv6 alone")
+	checkFDs()
+}
+
+// TestNamespaceRangeExhausted: with every ephemeral port held, Listen on
+// port 0 fails at once and says why, instead of retrying to the limit.
+func TestNamespaceRangeExhausted(t *testing.T) {
+	netns.Enter(t, netns.PortRange(42700, 42701))
+	for _, p := range []string{"42700", "42701"} {
+		ln, err := net.Listen("tcp", "[::]:"+p) // dual-stack: both families
+		require.NoError(t, err)
+		defer ln.Close()
+	}
+	for _, address := range []string{":0", "localhost:0"} {
+		checkFDs := requireNoFDLeak(t)
+		_, err := dualstack.Listen("tcp", address)
+		require.ErrorIs(t, err, syscall.EADDRINUSE, address)
+		assert.Contains(t, err.Error(), "no free port left in the ephemeral range", address)
+		assert.NotContains(t, err.Error(), "attempts", "%s: retrying cannot help", address)
+		checkFDs()
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -18,6 +19,8 @@ type system struct {
 	merge  func(lns []*net.TCPListener, addr net.Addr) (acceptor, error)
 	// mergePackets reads from several UDP sockets as one.
 	mergePackets func(conns []*net.UDPConn) (packetReader, error)
+	// local reports whether an interface has the address; nil: assume so.
+	local func(netip.Addr) bool
 }
 
 var hostSystem = system{
@@ -27,11 +30,30 @@ var hostSystem = system{
 	merge:  newAcceptor,
 
 	mergePackets: newPacketReader,
+	local:        hasAddr,
+}
+
+// hasAddr reports whether an interface of this host has the address a,
+// or the host cannot say.
+func hasAddr(a netip.Addr) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true
+	}
+	for _, ia := range addrs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if b, ok := netip.AddrFromSlice(n.IP); ok && b.Unmap() == a.WithZone("") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 var (
 	errNegativeAttempts = errors.New("dualstack: negative Attempts")
 	errUnknownMode      = errors.New("dualstack: unknown Mode")
+	errWildcardOverlap  = errors.New("dualstack: a wildcard address cannot share a port with another address of its family, which it already includes")
 	errSingleSpecific   = errors.New("dualstack: Single mode serves a wildcard address on one socket, which cannot hold several specific addresses; use Separate or Auto")
 )
 
@@ -106,8 +128,23 @@ func (lc *ListenConfig) plan(ctx context.Context, sys system, pr proto, network,
 	if len(p.eps) > 1 && lc.Mode == Single {
 		return plan{}, errSingleSpecific
 	}
+	for _, f := range []family{inet4, inet6} {
+		var wild, other netip.Addr
+		for _, e := range p.eps {
+			switch {
+			case e.family() != f:
+			case e.addr.IsUnspecified():
+				wild = e.addr
+			case !other.IsValid():
+				other = e.addr
+			}
+		}
+		if wild.IsValid() && other.IsValid() {
+			return plan{}, fmt.Errorf("%w: %s resolves to %v and %v", errWildcardOverlap, host, wild, other)
+		}
+	}
 	slices.SortStableFunc(p.eps, func(a, b endpoint) int { return cmp.Compare(a.family(), b.family()) })
-	p.fallback4 = both && lc.Mode == Auto
+	p.fallback = both && lc.Mode == Auto
 	return p, nil
 }
 
@@ -118,7 +155,7 @@ func (p plan) wildcard(m Mode, want4, want6 bool) plan {
 		p.eps = []endpoint{{addr: netip.IPv6Unspecified(), dual: true}}
 	case want4 && want6:
 		p.eps = []endpoint{{addr: netip.IPv4Unspecified()}, {addr: netip.IPv6Unspecified()}}
-		p.fallback4 = m == Auto
+		p.fallback = m == Auto
 	case want4:
 		p.eps = []endpoint{{addr: netip.IPv4Unspecified()}}
 	default:

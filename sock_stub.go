@@ -20,6 +20,6 @@ var errNoSockets = errors.New("dualstack: sockets are not supported on " + runti
 func (sysSockets) socket(sockOpts) (socket, error) { return nil, errNoSockets }
 
 func addrInUse(error) bool     { return false }
-func noIPv6(error) bool        { return false }
+func unservable(error) bool    { return false }
 func accessDenied(error) bool  { return false }
 func notAssignable(error) bool { return false }

@@ -226,10 +226,11 @@ func notAssignable(err error) bool { return errors.Is(err, unix.EADDRNOTAVAIL) }
 // accessDenied reports whether err is a refusal for access.
 func accessDenied(err error) bool { return errors.Is(err, unix.EACCES) }
 
-// noIPv6 reports whether err means that the host cannot serve IPv6 here:
-// no AF_INET6 sockets at all, or an IPv6 address (such as ::1 with
-// disable_ipv6=1) that cannot be assigned.
-func noIPv6(err error) bool {
+// unservable reports whether err means that the host cannot serve a family
+// here: no sockets of the family at all, or an address of it (such as ::1
+// with disable_ipv6=1, or 127.0.0.1 removed from lo) that cannot be
+// assigned.
+func unservable(err error) bool {
 	return errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EADDRNOTAVAIL)
 }
 

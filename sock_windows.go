@@ -137,8 +137,9 @@ func accessDenied(err error) bool {
 	return errors.Is(err, syscall.Errno(10013)) || errors.Is(err, syscall.EACCES)
 }
 
-// noIPv6 reports whether err means that the host cannot serve IPv6 here.
-func noIPv6(err error) bool {
+// unservable reports whether err means that the host cannot serve a family
+// here.
+func unservable(err error) bool {
 	return errors.Is(err, wsaeAFNoSupport) || errors.Is(err, wsaeAddrNotAvail)
 }
 

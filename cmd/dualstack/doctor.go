@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dualstack-go/dualstack"
@@ -35,7 +36,7 @@ type Report struct {
 
 // IPv6State says whether the host can serve IPv6.
 type IPv6State struct {
-	State    string `json:"state"`            // "present", "disabled" (no ::1) or "absent" (no AF_INET6 sockets)
+	State    string `json:"state"`            // "present", "disabled" (no ::1), "absent" (no AF_INET6 sockets) or "unknown" (the check failed)
 	Sockets  bool   `json:"sockets"`          // AF_INET6 sockets can be made
 	Loopback bool   `json:"loopback"`         // ::1 can be bound
 	Sysctl   string `json:"sysctl,omitempty"` // e.g. "net.ipv6.conf.all.disable_ipv6 = 0"
@@ -70,7 +71,10 @@ type ListenResult struct {
 	IPv4Seen string   `json:"ipv4_client_seen_as,omitempty"`
 	IPv6     bool     `json:"ipv6_reaches"`
 	IPv6Seen string   `json:"ipv6_client_seen_as,omitempty"`
-	Error    string   `json:"error,omitempty"`
+	// IPv4Error and IPv6Error say why a family was not checked.
+	IPv4Error string `json:"ipv4_error,omitempty"`
+	IPv6Error string `json:"ipv6_error,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // ShadowingCheck is the live run of the failure: IPv4 ports held by other
@@ -136,17 +140,22 @@ func doctor(held, binds int) *Report {
 	}
 
 	r.IPv6.Sockets = ipv6Sockets()
-	if ln, err := net.Listen("tcp6", "[::1]:0"); err == nil {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err == nil {
 		r.IPv6.Loopback = true
 		ln.Close()
 	}
 	switch {
 	case !r.IPv6.Sockets:
 		r.IPv6.State = "absent"
-	case !r.IPv6.Loopback:
-		r.IPv6.State = "disabled"
-	default:
+	case r.IPv6.Loopback:
 		r.IPv6.State = "present"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		r.IPv6.State = "disabled" // no interface has ::1
+	default:
+		// Out of ports or descriptors, say: that says nothing of IPv6.
+		r.IPv6.State = "unknown"
+		fail("IPv6 loopback", err)
 	}
 	r.IPv6.Sysctl = ipv6Sysctl()
 
@@ -161,7 +170,11 @@ func doctor(held, binds int) *Report {
 		r.Ports = &PortRange{First: first, Last: last, Source: source}
 	}
 
-	r.Mapped = mappedCheck()
+	var merr error
+	if r.Mapped, merr = mappedCheck(); merr != nil {
+		fail("IPv4-mapped sockets", merr)
+	}
+	v6 := r.IPv6.State == "present"
 
 	for _, c := range []struct {
 		call   string
@@ -172,9 +185,12 @@ func doctor(held, binds int) *Report {
 		{`dualstack.Listen("tcp", ":0")`, func() (net.Listener, error) { return dualstack.Listen("tcp", ":0") }},
 		{`dualstack.Listen("tcp", "localhost:0")`, func() (net.Listener, error) { return dualstack.Listen("tcp", "localhost:0") }},
 	} {
-		res := listenCheck(c.call, c.listen)
+		res, errs := listenCheck(c.call, c.listen, v6)
 		if res.Error != "" {
 			fail(c.call, errors.New(res.Error))
+		}
+		for _, err := range errs {
+			fail(c.call, err)
 		}
 		r.Listeners = append(r.Listeners, res)
 	}
@@ -184,45 +200,78 @@ func doctor(held, binds int) *Report {
 		if err != nil {
 			fail("shadowing", err)
 		}
+		for _, s := range sc.Strategies {
+			if s.Error != "" {
+				fail("shadowing, "+s.Strategy, errors.New(s.Error))
+			}
+		}
 		r.Shadowing = sc
 	}
 	return r
 }
 
 // mappedCheck listens on one dual-stack socket and sees how an IPv4 client
-// shows there.
-func mappedCheck() MappedState {
+// shows there. It returns an error when the check could not run: no port
+// or descriptor to listen or dial with.
+func mappedCheck() (MappedState, error) {
 	lc := dualstack.ListenConfig{Mode: dualstack.Single}
 	ln, err := lc.Listen(context.Background(), "tcp", ":0")
-	if err != nil {
-		return MappedState{Detail: err.Error()}
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		return MappedState{Detail: err.Error()}, nil
+	case err != nil:
+		return MappedState{Detail: "not checked"}, fmt.Errorf("listening: %w", err)
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
 	c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", port), 2*time.Second)
 	if err != nil {
-		return MappedState{Detail: "an IPv4 client cannot connect: " + err.Error()}
+		if !unreachable(err, true) {
+			return MappedState{Detail: "not checked"}, fmt.Errorf("dialing 127.0.0.1: %w", err)
+		}
+		return MappedState{Detail: "an IPv4 client cannot connect: " + err.Error()}, nil
 	}
 	defer c.Close()
 	ln.SetDeadline(time.Now().Add(2 * time.Second))
 	s, err := ln.Accept()
 	if err != nil {
-		return MappedState{Detail: "no IPv4 connection arrived: " + err.Error()}
+		return MappedState{Detail: "no IPv4 connection arrived: " + err.Error()}, nil
 	}
 	defer s.Close()
 	raw := s.(dualstack.Conn).NetConn().RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
-	return MappedState{Works: true, SeenAs: raw.String()}
+	return MappedState{Works: true, SeenAs: raw.String()}, nil
+}
+
+// unreachable reports whether a dial error says that the address does not
+// reach a listener (refused, timed out, no route, or an IPv6 address on a
+// host whose IPv6 is off, v6 false), rather than that the dial could not
+// be made: no free source port (EADDRNOTAVAIL where the address exists),
+// no descriptor.
+func unreachable(err error, familyUp bool) bool {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH),
+		errors.As(err, &ne) && ne.Timeout():
+		return true
+	case errors.Is(err, syscall.EADDRNOTAVAIL), errors.Is(err, syscall.EAFNOSUPPORT):
+		return !familyUp
+	}
+	return false
 }
 
 // listenCheck listens, and dials 127.0.0.1 and ::1 on the port: a token
 // exchange shows whether each reaches this listener, and how it sees the
 // client.
-func listenCheck(call string, listen func() (net.Listener, error)) ListenResult {
+//
+// The errors are those of dials that could not be made: the check did not
+// run for that family.
+func listenCheck(call string, listen func() (net.Listener, error), v6 bool) (ListenResult, []error) {
 	res := ListenResult{Call: call}
 	ln, err := listen()
 	if err != nil {
 		res.Error = err.Error()
-		return res
+		return res, nil
 	}
 	defer ln.Close()
 	if dl, ok := ln.(*dualstack.Listener); ok {
@@ -236,9 +285,19 @@ func listenCheck(call string, listen func() (net.Listener, error)) ListenResult 
 	srv := serveToken(ln, "this")
 	defer srv.stop()
 	port := ln.Addr().(*net.TCPAddr).Port
-	res.IPv4Seen, res.IPv4 = exchange("127.0.0.1", port, srv.secret)
-	res.IPv6Seen, res.IPv6 = exchange("::1", port, srv.secret)
-	return res
+	var errs []error
+	var err4, err6 error
+	res.IPv4Seen, res.IPv4, err4 = exchange("127.0.0.1", port, srv.secret, true)
+	res.IPv6Seen, res.IPv6, err6 = exchange("::1", port, srv.secret, v6)
+	if err4 != nil {
+		res.IPv4Error = err4.Error()
+		errs = append(errs, err4)
+	}
+	if err6 != nil {
+		res.IPv6Error = err6.Error()
+		errs = append(errs, err6)
+	}
+	return res, errs
 }
 
 // addrPort is the address as netip prints it: an IPv4-mapped address shows
@@ -262,15 +321,16 @@ func serveToken(ln net.Listener, name string) *tokenServer {
 	s := &tokenServer{secret: name + "-" + rand.Text(), ln: ln, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
+		var bo backoff
 		for {
 			c, err := ln.Accept()
 			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) && !ne.Timeout() {
+				if bo.retry(err) {
 					continue
 				}
 				return
 			}
+			bo.ok()
 			remote := c.RemoteAddr()
 			if dc, ok := c.(dualstack.Conn); ok {
 				remote = dc.NetConn().RemoteAddr() // the socket's own view
@@ -289,17 +349,22 @@ func (s *tokenServer) stop() {
 }
 
 // exchange dials host:port and returns how the server saw the client, and
-// whether the answer carried the secret.
-func exchange(host string, port int, secret string) (string, bool) {
+// whether the answer carried the secret; or an error if the dial could
+// not be made (see unreachable; familyUp says whether host's family is up
+// on this host).
+func exchange(host string, port int, secret string, familyUp bool) (string, bool, error) {
 	answer, err := dialAnswer(host, port)
 	if err != nil {
-		return "", false
+		if !unreachable(err, familyUp) {
+			return "", false, fmt.Errorf("dialing %s: %w", host, err)
+		}
+		return "", false, nil
 	}
 	f := strings.Fields(answer)
 	if len(f) != 2 || f[0] != secret {
-		return "", false
+		return "", false, nil
 	}
-	return f[1], true
+	return f[1], true, nil
 }
 
 // dialAnswer dials host:port and reads the first line of the answer.
@@ -381,6 +446,7 @@ func (r *Report) print(w io.Writer) {
 		"present":  "present: AF_INET6 sockets work and ::1 is assigned",
 		"disabled": "disabled: AF_INET6 sockets work, but ::1 cannot be bound",
 		"absent":   "absent: AF_INET6 sockets cannot be made",
+		"unknown":  "unknown: binding ::1 failed for another reason (below)",
 	}[r.IPv6.State]
 	if r.IPv6.Sysctl != "" {
 		ipv6 += " (" + r.IPv6.Sysctl + ")"
@@ -398,6 +464,8 @@ func (r *Report) print(w io.Writer) {
 	}
 	if r.Mapped.Works {
 		fmt.Fprintf(w, "IPv4-mapped sockets  work: an IPv4 client of a dual-stack socket shows as %s\n", r.Mapped.SeenAs)
+	} else if r.Mapped.Detail == "not checked" {
+		fmt.Fprintf(w, "IPv4-mapped sockets  not checked: the check could not run (below)\n")
 	} else {
 		fmt.Fprintf(w, "IPv4-mapped sockets  do not work here: %s\n", r.Mapped.Detail)
 	}
@@ -417,8 +485,11 @@ func (r *Report) print(w io.Writer) {
 			host string
 			ok   bool
 			seen string
-		}{{"127.0.0.1", l.IPv4, l.IPv4Seen}, {"::1", l.IPv6, l.IPv6Seen}} {
-			if f.ok {
+			err  string
+		}{{"127.0.0.1", l.IPv4, l.IPv4Seen, l.IPv4Error}, {"::1", l.IPv6, l.IPv6Seen, l.IPv6Error}} {
+			if f.err != "" {
+				fmt.Fprintf(w, "  %-40s   %-9s not checked: %s\n", "", f.host, f.err)
+			} else if f.ok {
 				fmt.Fprintf(w, "  %-40s   %-9s reaches it, seen as %s\n", "", f.host, f.seen)
 			} else {
 				fmt.Fprintf(w, "  %-40s   %-9s does not reach it\n", "", f.host)

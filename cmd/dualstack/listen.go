@@ -80,18 +80,18 @@ func listenTCP(lc *dualstack.ListenConfig, address string, count int, out *locke
 	defer ln.Close()
 	out.printf("listening on %s (%v mode)\n", joinAddrs(ln.Addrs()), ln.Mode())
 	var wg sync.WaitGroup
+	var bo backoff
 	for n := 0; count == 0 || n < count; n++ {
 		c, err := ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
-				fmt.Fprintln(stderr, "dualstack listen:", err)
+			fmt.Fprintln(stderr, "dualstack listen:", err)
+			if bo.retry(err) {
 				n--
 				continue
 			}
-			fmt.Fprintln(stderr, "dualstack listen:", err)
 			return 1
 		}
+		bo.ok()
 		peer := c.RemoteAddr().(*net.TCPAddr).AddrPort()
 		local := c.LocalAddr().(*net.TCPAddr).AddrPort()
 		out.printf("connection from %s on %s\n", peer, socketOf(ln.Addrs(), ln.Mode(), local.Addr()))

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
+	"sync/atomic"
 
 	"runtime"
 	"strings"
@@ -278,4 +280,143 @@ func TestUsage(t *testing.T) {
 		assert.Equal(t, c.code, code, "%v: stderr %s", c.args, errOut.String())
 		assert.Contains(t, errOut.String()+out.String(), c.want, "%v", c.args)
 	}
+}
+
+// lineCounter counts the lines written to it.
+type lineCounter struct{ n atomic.Int64 }
+
+func (l *lineCounter) Write(p []byte) (int, error) {
+	l.n.Add(int64(bytes.Count(p, []byte("\n"))))
+	return len(p), nil
+}
+
+// TestListenBacksOffOnEMFILE: out of descriptors, listen waits between
+// accepts, as http.Server does, instead of reporting the error hundreds of
+// thousands of times a second; when descriptors are free again it accepts
+// the connections that waited, and echoes.
+func TestListenBacksOffOnEMFILE(t *testing.T) {
+	pr, pw := io.Pipe()
+	var errLines lineCounter
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"listen", "-count", "2", "127.0.0.1:0"}, nil, pw, &errLines)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	require.True(t, sc.Scan())
+	f := strings.Fields(sc.Text())
+	require.GreaterOrEqual(t, len(f), 3, sc.Text())
+	addr, err := netip.ParseAddrPort(f[2])
+	require.NoError(t, err)
+	go io.Copy(io.Discard, pr)
+
+	// The clients' sockets first: connecting needs no new descriptor.
+	var clients []int
+	for range 2 {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		require.NoError(t, err)
+		clients = append(clients, fd)
+	}
+	defer func() {
+		for _, fd := range clients {
+			unix.Close(fd)
+		}
+	}()
+	var saved unix.Rlimit
+	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &saved))
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	low := saved
+	low.Cur = uint64(len(ents) + 4)
+	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &low))
+	var fillers []*os.File
+	release := func() {
+		for _, f := range fillers {
+			f.Close()
+		}
+		fillers = nil
+		unix.Setrlimit(unix.RLIMIT_NOFILE, &saved)
+	}
+	defer release()
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			break
+		}
+		fillers = append(fillers, f)
+	}
+	for _, fd := range clients {
+		require.NoError(t, unix.Connect(fd, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}))
+	}
+	time.Sleep(time.Second)
+	lines := errLines.n.Load()
+	release()
+	t.Logf("%d error lines in a second out of descriptors", lines)
+	assert.Greater(t, lines, int64(0), "accept failed with EMFILE")
+	assert.Less(t, lines, int64(20), "listen reported EMFILE %d times in a second", lines)
+
+	for _, fd := range clients {
+		token := []byte(rand.Text())
+		_, err := unix.Write(fd, token)
+		require.NoError(t, err)
+		require.NoError(t, unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5}))
+		buf := make([]byte, 64)
+		n, err := unix.Read(fd, buf)
+		require.NoError(t, err)
+		assert.Equal(t, string(token), string(buf[:n]), "echoed once descriptors were free")
+		unix.Shutdown(fd, unix.SHUT_WR)
+	}
+	select {
+	case code := <-done:
+		assert.Equal(t, 0, code)
+	case <-time.After(5 * time.Second):
+		t.Fatal("listen did not stop after -count connections")
+	}
+}
+
+// TestDoctorSaysWhyChecksFailed: out of ephemeral ports, doctor does not
+// blame IPv6 or IPv4-mapped sockets: it names what failed, marks those
+// checks not run, and exits 1.
+func TestDoctorSaysWhyChecksFailed(t *testing.T) {
+	t.Run("every port held", func(t *testing.T) {
+		netns.Enter(t, netns.PortRange(42500, 42501))
+		for _, p := range []string{"42500", "42501"} {
+			ln, err := net.Listen("tcp", "[::]:"+p) // dual-stack: both families
+			require.NoError(t, err)
+			defer ln.Close()
+		}
+		r, code, text := doctorReport(t)
+		assert.Equal(t, 1, code)
+		assert.Equal(t, "unknown", r.IPv6.State, "IPv6 is not disabled: the range is full")
+		assert.NotContains(t, text, "IPv6                 disabled")
+		assert.NotContains(t, text, "do not work here")
+		assert.Contains(t, strings.Join(r.Errors, "\n"), "address already in use")
+	})
+	t.Run("one port", func(t *testing.T) {
+		netns.Enter(t, netns.PortRange(42600, 42600))
+		r, code, text := doctorReport(t)
+		assert.Equal(t, 1, code)
+		assert.Equal(t, "present", r.IPv6.State)
+		assert.False(t, r.Mapped.Works)
+		assert.NotContains(t, text, "do not work here", "a client without a source port says nothing of mapped sockets")
+		assert.Contains(t, text, "not checked")
+		assert.Contains(t, strings.Join(r.Errors, "\n"), "cannot assign requested address")
+		for _, l := range r.Listeners {
+			if l.Error == "" {
+				assert.NotEmpty(t, l.IPv4Error, "%s: the IPv4 dial could not be made", l.Call)
+			}
+		}
+	})
+}
+
+// doctorReport runs doctor twice, for its JSON report and its text.
+func doctorReport(t *testing.T) (*Report, int, string) {
+	t.Helper()
+	var out, text bytes.Buffer
+	code := run([]string{"doctor", "-json", "-held", "4", "-binds", "2"}, nil, &out, io.Discard)
+	var r Report
+	require.NoError(t, json.Unmarshal(out.Bytes(), &r), out.String())
+	require.Equal(t, code, run([]string{"doctor", "-held", "4", "-binds", "2"}, nil, &text, io.Discard))
+	t.Logf("%s", text.String())
+	return &r, code, text.String()
 }

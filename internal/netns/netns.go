@@ -113,3 +113,25 @@ func Set(tb testing.TB, s Sysctl) {
 		tb.Fatalf("netns: set %s: %v", s.Key, err)
 	}
 }
+
+// RemoveIPv4Loopback takes 127.0.0.1 off the loopback interface of the
+// namespace that the calling test entered: a host with IPv6 loopback only.
+func RemoveIPv4Loopback(tb testing.TB) {
+	tb.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatalf("netns: socket: %v", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Setting the address 0.0.0.0 deletes it (devinet_ioctl).
+	if err := ifr.SetInet4Addr([]byte{0, 0, 0, 0}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFADDR, ifr); err != nil {
+		tb.Fatalf("netns: remove 127.0.0.1 from lo: %v", err)
+	}
+}
