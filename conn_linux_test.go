@@ -6,10 +6,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/dualstack-go/dualstack"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // This test reads Linux's per-process I/O accounting.
@@ -82,4 +85,50 @@ func readChars(t testing.TB) int64 {
 	}
 	t.Fatal("no rchar in /proc/self/io")
 	return 0
+}
+
+// TestHandOverErrorNamesTheCall: out of descriptors when the socket is
+// handed to the net package, the error says so in plain words: the
+// socket, the call and its cause, with no empty file name.
+func TestHandOverErrorNamesTheCall(t *testing.T) {
+	var saved unix.Rlimit
+	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &saved))
+	defer unix.Setrlimit(unix.RLIMIT_NOFILE, &saved)
+	n := openFDs(t)
+	for _, c := range []struct {
+		network, address, want string
+	}{
+		{"tcp", "127.0.0.1:0", `^listen tcp 127\.0\.0\.1:\d+: IPv4 socket: net\.FileListener: fcntl: too many open files$`},
+		{"udp", "127.0.0.1:0", `^listen udp 127\.0\.0\.1:\d+: IPv4 socket: net\.FilePacketConn: fcntl: too many open files$`},
+	} {
+		// Room for the socket, none for the net package's duplicate: every
+		// descriptor below the limit taken but one.
+		low := saved
+		low.Cur = uint64(n + 8)
+		require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &low))
+		var fillers []int
+		for {
+			fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				break
+			}
+			fillers = append(fillers, fd)
+		}
+		require.NotEmpty(t, fillers)
+		unix.Close(fillers[len(fillers)-1])
+		fillers = fillers[:len(fillers)-1]
+		var err error
+		if c.network == "tcp" {
+			_, err = dualstack.Listen(c.network, c.address)
+		} else {
+			_, err = dualstack.ListenPacket(c.network, c.address)
+		}
+		for _, fd := range fillers {
+			unix.Close(fd)
+		}
+		require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &saved))
+		require.ErrorIs(t, err, syscall.EMFILE)
+		assert.Regexp(t, c.want, err.Error())
+		assert.Equal(t, n, openFDs(t), "nothing left open")
+	}
 }

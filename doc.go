@@ -5,8 +5,10 @@
 // A program that listens on [::] may or may not take IPv4 clients: that
 // depends on IPV6_V6ONLY, whose default comes from the OS and its
 // settings. Where it does, IPv4 peers appear as IPv4-mapped IPv6 addresses
-// (::ffff:192.0.2.1), which netip prefix checks, allowlists and logs do
-// not recognise as IPv4. Worse, on macOS and several BSDs an ephemeral
+// (::ffff:192.0.2.1): [net.TCPAddr.AddrPort] returns them so, and
+// [netip.Addr.Is4], an IPv4 [netip.Prefix]'s Contains, and allowlists or
+// rate limiters keyed by netip addresses do not take them for IPv4 (only
+// net.IP's String and To4 hide the difference). Worse, on macOS and several BSDs an ephemeral
 // [::]:0 bind may land on a port whose IPv4 side another process already
 // holds; IPv4 clients of that port then silently reach the other process.
 //

@@ -131,3 +131,90 @@ func ExampleUnmapString() {
 	// "2001:db8::7"
 	// "unknown"
 }
+
+// ListenPacket is Listen for UDP: one PacketConn on both families, one
+// port. Sources come unmapped, and a reply leaves through the socket of
+// the peer's family.
+func ExampleListenPacket() {
+	pc, err := dualstack.ListenPacket("udp", "localhost:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, src, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			reply := fmt.Sprintf("%s from an IPv4 peer: %v", buf[:n], src.Addr().Is4())
+			pc.WriteToUDPAddrPort([]byte(reply), src)
+		}
+	}()
+
+	port := strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		c, err := net.Dial("udp", net.JoinHostPort(host, port))
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Fprintf(c, "hello over %s", host)
+		buf := make([]byte, 512)
+		n, err := c.Read(buf)
+		c.Close()
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(string(buf[:n]))
+	}
+	// Output:
+	// hello over 127.0.0.1 from an IPv4 peer: true
+	// hello over ::1 from an IPv4 peer: false
+}
+
+// UnmapAddrPort is Unmap for netip.AddrPort, without allocating: an
+// IPv4-mapped address becomes IPv4, the port stays, and other addresses,
+// zones included, pass unchanged.
+func ExampleUnmapAddrPort() {
+	for _, s := range []string{"[::ffff:192.0.2.1]:443", "[fe80::1%eth0]:22", "192.0.2.1:80"} {
+		fmt.Println(dualstack.UnmapAddrPort(netip.MustParseAddrPort(s)))
+	}
+	// Output:
+	// 192.0.2.1:443
+	// [fe80::1%eth0]:22
+	// 192.0.2.1:80
+}
+
+// In Single mode Accept returns a Conn for a connection on the dual-stack
+// socket: its addresses are in IPv4 form for an IPv4 peer, and NetConn
+// gives the kernel's *net.TCPConn for anything else (keep-alive, socket
+// options, its own addresses, mapped as the socket reports them).
+func ExampleConn() {
+	lc := dualstack.ListenConfig{Mode: dualstack.Single}
+	ln, err := lc.Listen(context.Background(), "tcp", ":0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	conn, err := ln.Accept()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	if dc, ok := conn.(dualstack.Conn); ok {
+		// The kernel's connection, for what Conn does not wrap.
+		if err := dc.NetConn().(*net.TCPConn).SetKeepAlive(true); err != nil {
+			log.Fatal(err)
+		}
+	}
+	peer := conn.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
+	fmt.Println("peer", peer, "is IPv4:", peer.Is4())
+	// Output:
+	// peer 127.0.0.1 is IPv4: true
+}

@@ -84,8 +84,10 @@ type ListenConfig struct {
 	// options (IPV6_V6ONLY, SO_REUSEADDR) are set, before it is bound, as
 	// in [net.ListenConfig]. It is called for every socket that the
 	// listener will hold, guards included, with network "tcp4" or "tcp6"
-	// ("udp4" or "udp6" for ListenPacket) and the address being bound:
-	// the port chosen, or port 0 for the socket that picks it; not for the
+	// ("udp4" or "udp6" for ListenPacket) and the address being bound,
+	// such as "0.0.0.0:0" or "[::1]:40312": port 0 for the socket that
+	// picks the port, the port it picked for the others (not the address
+	// passed to Listen, which net.ListenConfig would give); not for the
 	// probes that pick a port and are closed.
 	//
 	// With port 0, Control must not turn on an option that lets other

@@ -316,7 +316,7 @@ func (p *PacketConn) SetWriteDeadline(t time.Time) error {
 }
 
 func (p *PacketConn) opError(op string, addr net.Addr, err error) error {
-	return &net.OpError{Op: op, Net: p.network, Source: p.addrs[0], Addr: addr, Err: err}
+	return &net.OpError{Op: op, Net: p.network, Source: p.addr, Addr: addr, Err: err}
 }
 
 // chanReader reads from several sockets with a goroutine a socket, each

@@ -164,20 +164,61 @@ func ntohs(p uint16) uint16 {
 	return uint16(b[0])<<8 | uint16(b[1])
 }
 
-var zoneNames sync.Map // uint32 index -> string
+// zones names the interfaces of link-local sources' scope indexes.
+var zones = &zoneCache{interfaces: net.Interfaces, now: time.Now}
 
 // zoneName returns the name of the interface of a scope index, as the net
 // package reports zones, or the number where there is no such interface.
-func zoneName(index uint32) string {
-	if name, ok := zoneNames.Load(index); ok {
-		return name.(string)
+func zoneName(index uint32) string { return zones.name(index) }
+
+// zoneCacheTTL is how long a table of interface names is used before it is
+// read again, as the net package does (net's zoneCache).
+const zoneCacheTTL = time.Minute
+
+// zoneCache maps interface indexes to names. The table is read again when
+// it is a minute old, and at once for an index it lacks; a renamed
+// interface is seen within a minute, as the net package sees it. An index
+// no interface has, or any index while the table cannot be read (out of
+// descriptors), is reported as its number and not remembered.
+type zoneCache struct {
+	interfaces func() ([]net.Interface, error)
+	now        func() time.Time
+
+	mu      sync.RWMutex
+	names   map[uint32]string
+	updated time.Time
+}
+
+func (z *zoneCache) name(index uint32) string {
+	z.mu.RLock()
+	name, ok := z.names[index]
+	fresh := z.now().Sub(z.updated) < zoneCacheTTL
+	z.mu.RUnlock()
+	if ok && fresh {
+		return name
 	}
-	name := strconv.FormatUint(uint64(index), 10)
-	if ifi, err := net.InterfaceByIndex(int(index)); err == nil {
-		name = ifi.Name
+	if names, ok := z.update(); ok {
+		if name, ok := names[index]; ok {
+			return name
+		}
 	}
-	zoneNames.Store(index, name)
-	return name
+	return strconv.FormatUint(uint64(index), 10)
+}
+
+// update reads the table again, and returns it, unless that fails.
+func (z *zoneCache) update() (map[uint32]string, bool) {
+	ifs, err := z.interfaces()
+	if err != nil {
+		return nil, false
+	}
+	names := make(map[uint32]string, len(ifs))
+	for _, ifi := range ifs {
+		names[uint32(ifi.Index)] = ifi.Name
+	}
+	z.mu.Lock()
+	z.names, z.updated = names, z.now()
+	z.mu.Unlock()
+	return names, true
 }
 
 func (r *pollReader) setReadDeadline(t time.Time) error {

@@ -526,3 +526,24 @@ func TestPacketRepliesFromTheAddressAsked(t *testing.T) {
 		})
 	}
 }
+
+// TestSecondCloseNamesTheAddr: closing twice fails with net.ErrClosed and
+// names the address that Addr or LocalAddr reports, TCP and UDP.
+func TestSecondCloseNamesTheAddr(t *testing.T) {
+	t.Parallel()
+	for _, address := range []string{":0", "localhost:0"} {
+		ln, err := dualstack.Listen("tcp", address)
+		require.NoError(t, err)
+		require.NoError(t, ln.Close())
+		err = ln.Close()
+		require.ErrorIs(t, err, net.ErrClosed)
+		assert.Equal(t, "close tcp "+ln.Addr().String()+": use of closed network connection", err.Error())
+
+		pc, err := dualstack.ListenPacket("udp", address)
+		require.NoError(t, err)
+		require.NoError(t, pc.Close())
+		err = pc.Close()
+		require.ErrorIs(t, err, net.ErrClosed)
+		assert.Equal(t, "close udp "+pc.LocalAddr().String()+": use of closed network connection", err.Error())
+	}
+}

@@ -4,6 +4,7 @@ package dualstack
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -158,7 +159,7 @@ func (s *sysSocket) tcpListener() (*net.TCPListener, error) {
 	ln, err := net.FileListener(f)
 	f.Close()
 	if err != nil {
-		return nil, err
+		return nil, handOverError("net.FileListener", err)
 	}
 	return ln.(*net.TCPListener), nil
 }
@@ -169,9 +170,20 @@ func (s *sysSocket) udpConn() (*net.UDPConn, error) {
 	pc, err := net.FilePacketConn(f)
 	f.Close()
 	if err != nil {
-		return nil, err
+		return nil, handOverError("net.FilePacketConn", err)
 	}
 	return pc.(*net.UDPConn), nil
+}
+
+// handOverError is the failure of the net package's call: its own
+// *net.OpError names a file without a name ("file file+net : fcntl: ..."),
+// so only its cause is kept, under the call's name.
+func handOverError(call string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		err = oe.Err
+	}
+	return fmt.Errorf("%s: %w", call, err)
 }
 
 // sockaddr converts an address to the kernel's form, resolving a zone name

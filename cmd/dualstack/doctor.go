@@ -101,9 +101,12 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 	held := fs.Int("held", 256, "IPv4 ports to hold for the shadowing check (0 skips it)")
 	binds := fs.Int("binds", 64, "binds of each kind in the shadowing check")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: dualstack [doctor] [-json] [-held N] [-binds N]\n\n"+
-			"Reports how this host listens on IPv4 and IPv6. Exits 0 when the report\n"+
-			"is complete, 1 when a check could not run.\n\n")
+		fmt.Fprintf(fs.Output(), "usage: dualstack [doctor] [-json] [-held N] [-binds N]\n"+
+			"       dualstack listen [-mode auto|separate|single] [-udp] [-count N] ADDR\n\n"+
+			"doctor, the default, reports how this host listens on IPv4 and IPv6. It\n"+
+			"exits 0 when the report is complete, 1 when a check could not run.\n"+
+			"listen accepts on both families like nc -l (\"dualstack listen -h\").\n\n"+
+			"doctor's flags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	dualstack [doctor] [-json]
+//	dualstack [doctor] [-json] [-held N] [-binds N]
 //	dualstack listen [-mode auto|separate|single] [-udp] [-count N] ADDR
 //
 // doctor, the default, reports the OS, the state of IPv6, the default of
@@ -31,7 +31,7 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-const usage = `usage: dualstack [doctor] [-json]
+const usage = `usage: dualstack [doctor] [-json] [-held N] [-binds N]
        dualstack listen [-mode auto|separate|single] [-udp] [-count N] ADDR
 Run "dualstack COMMAND -h" for a command's flags.
 `

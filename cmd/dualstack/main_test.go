@@ -273,6 +273,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"listen", "a", "b"}, 2, "usage: dualstack listen"},
 		{[]string{"listen", "-h"}, 0, "usage: dualstack listen"},
 		{[]string{"doctor", "-h"}, 0, "usage: dualstack [doctor]"},
+		{[]string{"-h"}, 0, "dualstack listen [-mode"},
+		{[]string{"help"}, 0, "dualstack listen [-mode"},
 		{[]string{"listen", "no-port"}, 1, "missing port"},
 	} {
 		var out, errOut bytes.Buffer

@@ -10,12 +10,14 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/dualstack-go/dualstack"
@@ -33,8 +35,13 @@ func main() {
 		log.Fatal(err)
 	}
 	log.Printf("echoing on %v", ln.Addrs())
+	var conns sync.WaitGroup
 	if *selftest {
-		go serve(ln)
+		served := make(chan struct{})
+		go func() {
+			serve(ln, &conns)
+			close(served)
+		}()
 		port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 		for _, host := range []string{"127.0.0.1", "::1"} {
 			c, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), 5*time.Second)
@@ -50,18 +57,28 @@ func main() {
 			}
 			fmt.Print("echoed: ", line)
 		}
+		// Let the server finish, and log, every connection.
+		ln.Close()
+		<-served
+		conns.Wait()
 		return
 	}
-	serve(ln)
+	serve(ln, &conns)
 }
 
-func serve(ln net.Listener) {
+// serve echoes every connection until ln is closed.
+func serve(ln net.Listener, conns *sync.WaitGroup) {
 	for {
 		c, err := ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
 		if err != nil {
 			log.Fatal(err)
 		}
+		conns.Add(1)
 		go func() {
+			defer conns.Done()
 			defer c.Close()
 			n, _ := io.Copy(c, c)
 			log.Printf("%v: echoed %d bytes", c.RemoteAddr(), n)
