@@ -3,6 +3,7 @@ package dualstack
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -71,6 +72,9 @@ type plan struct {
 	eps   []endpoint // the addresses asked for, IPv4 first
 	// guards are the guard endpoints the binder adds (binder.guarded).
 	guards []endpoint
+	// searched reports that port was chosen by binder.search, not asked
+	// for: its sockets are treated as an ephemeral port's.
+	searched bool
 	// fallback reports whether the endpoints of a family are dropped
 	// where the host cannot serve that family there, if the other family
 	// remains (Auto mode).
@@ -262,6 +266,11 @@ func unspecified(f family) netip.Addr {
 // on from a random start to the next free port (FreeBSD), the ports just
 // after ones held by the other family would rarely be picked.
 func (b *binder) retry(p plan) (bound, error) {
+	if p.port == 0 && b.os.searchPorts && p.mode() != Single {
+		if rg, ok := b.api.(portRanger); ok {
+			return b.search(p, rg)
+		}
+	}
 	try := b.listenSeparate
 	if p.mode() == Single {
 		try = b.listenSingle
@@ -300,6 +309,57 @@ func (b *binder) retry(p plan) (bound, error) {
 			return r, err
 		}
 	}
+}
+
+// portRanger is a socket layer that tells its ephemeral port ranges.
+type portRanger interface {
+	// portRanges returns the ranges that ephemeral ports of IPv4 and of
+	// IPv6 come from.
+	portRanges(pr proto) (lo4, hi4, lo6, hi6 uint32, err error)
+}
+
+// search is retry for a kernel whose own ephemeral search cannot be
+// trusted (osFacts.searchPorts): it tries the ports of the ephemeral range
+// itself, in a random order, with explicit binds, which the kernel checks
+// in full. The first endpoint's bind is made without SO_REUSEADDR, so that
+// it is refused wherever another socket of its family holds the port on
+// any address. b.attempts bounds the attempts in which that bind succeeds
+// and another fails; each port is tried once.
+func (b *binder) search(p plan, rg portRanger) (bound, error) {
+	lo4, hi4, lo6, hi6, err := rg.portRanges(p.proto)
+	if err != nil {
+		return bound{}, err
+	}
+	lo, hi, err := intersectRanges(lo4, hi4, lo6, hi6)
+	if err != nil {
+		return bound{}, err
+	}
+	p.searched = true
+	var last error
+	attempts := 0
+	for _, i := range rand.Perm(int(hi-lo) + 1) {
+		p.port = lo + uint16(i)
+		r, _, err := b.listenSeparate(p)
+		if err == nil || !b.portTaken(err) {
+			return r, err
+		}
+		last = err
+		var be *bindError
+		if errors.As(err, &be) && be.addr == (netip.AddrPortFrom(p.eps[0].addr, p.port)) {
+			continue // the first bind: another socket holds the port
+		}
+		if attempts++; attempts >= b.attempts {
+			if be != nil {
+				be.attempts = attempts
+			}
+			return bound{}, err
+		}
+	}
+	var be *bindError
+	if errors.As(last, &be) {
+		be.hint = "no free port left in the ephemeral range"
+	}
+	return bound{}, last
 }
 
 // rangeExhausted reports whether err is the failure of an ephemeral bind
@@ -473,7 +533,7 @@ func (b *binder) listenSome(r bound, guards bool) error {
 // TCP ports, where the OS is one whose listeners Go gives it. Never on UDP,
 // where it lets another socket share a unicast port on Linux.
 func (b *binder) reuseAddr(p plan) bool {
-	return p.proto == tcp && p.port != 0 && b.os.reuseAddr
+	return p.proto == tcp && p.port != 0 && !p.searched && b.os.reuseAddr
 }
 
 // bindEndpoint opens and binds the socket of one endpoint. The user's
@@ -487,7 +547,7 @@ func (b *binder) bindEndpoint(p plan, ep endpoint, port uint16) (socket, uint16,
 		family:    ep.family(),
 		v6only:    ep.family() == inet6 && !ep.dual,
 		reuseAddr: b.reuseAddr(p) || ep.guard != asked,
-		private:   p.port == 0,
+		private:   p.port == 0 || p.searched,
 		exclusive: b.os.exclusive,
 		control:   b.control,
 	}
@@ -516,4 +576,23 @@ func (b *binder) open(o sockOpts, role string, a netip.AddrPort) (socket, uint16
 		return nil, 0, &bindError{role: role, fam: o.family, addr: a, err: err}
 	}
 	return s, port, nil
+}
+
+// intersectRanges returns the ports in both lo4..hi4 and lo6..hi6, or
+// lo4..hi4 where they do not meet.
+func intersectRanges(lo4, hi4, lo6, hi6 uint32) (lo, hi uint16, err error) {
+	if lo4 > hi4 {
+		lo4, hi4 = hi4, lo4
+	}
+	if lo6 > hi6 {
+		lo6, hi6 = hi6, lo6
+	}
+	l, h := max(lo4, lo6), min(hi4, hi6)
+	if l > h {
+		l, h = lo4, hi4
+	}
+	if l == 0 || h > 65535 {
+		return 0, 0, fmt.Errorf("dualstack: ephemeral port range %d-%d", l, h)
+	}
+	return uint16(l), uint16(h), nil
 }

@@ -169,6 +169,15 @@ type osFacts struct {
 	// Linux refuses such binds next to a listening socket
 	// (inet_csk_bind_conflict) and needs none.
 	guards bool
+	// searchPorts reports whether Listen searches the ephemeral range
+	// itself with explicit binds (binder.search) instead of binding port
+	// 0: NetBSD's search, once a random pass finds no free port, returns
+	// the port below the last one it gave, unchecked, even one another
+	// socket listens on (seen on the 2016 stack; portalgo_randport in
+	// sys/netinet/portalgo.c 1.9 replaces the error with the result of
+	// pcb_getports). Our own held pickers make that happen in a crowded
+	// range.
+	searchPorts bool
 	// deniedIsTaken reports whether a bind refused for access (EACCES)
 	// means that the port is taken, so that an ephemeral attempt should
 	// try another: Windows answers so for a port another socket holds with
@@ -186,6 +195,9 @@ func factsFor(goos string) osFacts {
 	case "openbsd":
 		return osFacts{goos: goos, reuseAddr: true, guards: true, single: singleNone,
 			singleWhy: "the kernel does not let IPV6_V6ONLY be cleared"}
+	case "netbsd":
+		return osFacts{goos: goos, reuseAddr: true, guards: true, searchPorts: true, single: singleNone,
+			singleWhy: "the kernel's IPv4 binds do not see AF_INET6 sockets, so another program's AF_INET socket can take a dual-stack socket's port and its IPv4 traffic (seen on NetBSD's 2016 stack)"}
 	case "dragonfly":
 		return osFacts{goos: goos, reuseAddr: true, single: singleNone,
 			singleWhy: "the kernel does not let IPV6_V6ONLY be cleared"}
