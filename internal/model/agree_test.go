@@ -40,6 +40,17 @@ type agreement struct {
 	udp bool
 	// other, if set, makes some sockets as a second user.
 	other *maker
+	// net is the socket layer the kernel's side runs on: the host's
+	// (nil), or another, such as NetBSD's rump stack.
+	net layer
+}
+
+// layer returns the agreement's socket layer.
+func (a agreement) layer() layer {
+	if a.net == nil {
+		return hostLayer{}
+	}
+	return a.net
 }
 
 type stats struct {
@@ -202,15 +213,18 @@ func (tr *trial) judge(check func(k *model.Kernel, s modelOf) error) error {
 
 // end closes every socket, and adds the trace to err.
 func (tr *trial) end(err error) error {
+	l := tr.a.layer()
 	for _, p := range tr.socks {
-		unix.Close(p.fd)
+		if p.fd >= 0 {
+			l.close(p.fd)
+		}
 		if p.peer >= 0 {
-			unix.Close(p.peer)
+			l.close(p.peer)
 		}
 	}
 	for _, fd := range tr.anchors {
 		if fd >= 0 {
-			unix.Close(fd)
+			l.close(fd)
 		}
 	}
 	if err != nil {
@@ -232,7 +246,7 @@ func (tr *trial) live() []*pair {
 // connect connects a bound socket to an anchor of its own.
 func (tr *trial) connect(p *pair) error {
 	tr.st.connects++
-	peer, kerr := connectAnchor(p.fd, p.m, len(tr.anchors), &tr.anchors, tr.a.udp)
+	peer, kerr := connectAnchor(tr.a.layer(), p.fd, p.m, len(tr.anchors), &tr.anchors, tr.a.udp)
 	p.peer = peer
 	tr.trace = append(tr.trace, fmt.Sprintf("connect %v: %v", p.m, kerr))
 	return tr.judge(func(k *model.Kernel, s modelOf) error {
@@ -247,7 +261,7 @@ func (tr *trial) connect(p *pair) error {
 // against sockets bound since.
 func (tr *trial) listen(p *pair) error {
 	tr.st.listens++
-	kerr := unix.Listen(p.fd, 16)
+	kerr := tr.a.layer().listen(p.fd)
 	tr.trace = append(tr.trace, fmt.Sprintf("listen %v: %v", p.m, kerr))
 	return tr.judge(func(k *model.Kernel, s modelOf) error {
 		if merr := k.Listen(s(p)); !sameErr(kerr, merr) {
@@ -260,9 +274,10 @@ func (tr *trial) listen(p *pair) error {
 // close closes a socket; a connected one is left in TIME_WAIT, since the
 // anchor's end closes after it.
 func (tr *trial) close(p *pair) {
-	unix.Close(p.fd)
+	l := tr.a.layer()
+	l.close(p.fd)
 	if p.peer >= 0 {
-		unix.Close(p.peer)
+		l.close(p.peer)
 		p.peer = -1
 	}
 	p.fd = -1
@@ -282,7 +297,7 @@ func (tr *trial) bind(fam model.Family, addr netip.Addr, port uint16, o model.Op
 	if tr.a.other != nil && !tr.scripted && tr.rng.IntN(3) == 0 {
 		uid = otherUID
 	}
-	fd, err := openRealAs(fam, o, tr.a.udp, tr.a.other, uid)
+	fd, err := tr.a.layer().open(fam, o, tr.a.udp, tr.a.other, uid)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +308,7 @@ func (tr *trial) bind(fam model.Family, addr netip.Addr, port uint16, o model.Op
 		p.full.UID = uid
 	}
 	tr.trace = append(tr.trace, fmt.Sprintf("bind %v %+v", netip.AddrPortFrom(addr, port), o))
-	got, kerr := bindReal(fd, netip.AddrPortFrom(addr, port))
+	got, kerr := tr.a.layer().bind(fd, netip.AddrPortFrom(addr, port))
 	if port == 0 {
 		tr.st.ephemeral++
 		err = tr.judge(func(k *model.Kernel, s modelOf) error {
@@ -321,7 +336,7 @@ func (tr *trial) bind(fam model.Family, addr netip.Addr, port uint16, o model.Op
 		})
 	}
 	if err != nil || kerr != nil {
-		unix.Close(fd)
+		tr.a.layer().close(fd)
 		return nil, err
 	}
 	tr.socks = append(tr.socks, p)
@@ -335,7 +350,7 @@ func (tr *trial) deliveries() error {
 			tr.st.deliveries++
 			to := netip.AddrPortFrom(dst, p)
 			if tr.a.udp {
-				got, err := receiver(tr.socks, to)
+				got, err := receiver(tr.a.layer(), tr.socks, to)
 				if err != nil {
 					return err
 				}
@@ -345,7 +360,7 @@ func (tr *trial) deliveries() error {
 				}
 				continue
 			}
-			got, refused, err := acceptor(tr.socks, to)
+			got, refused, err := acceptor(tr.a.layer(), tr.socks, to)
 			if err != nil {
 				return err
 			}
@@ -553,28 +568,28 @@ func (tr *trial) random(rng *rand.Rand) error {
 
 // connectAnchor connects the bound socket fd to a listener of its own
 // family on anchorPort+i, which it makes, and returns the accepted end.
-func connectAnchor(fd int, m *model.Socket, i int, anchors *[]int, udp bool) (int, error) {
+func connectAnchor(l layer, fd int, m *model.Socket, i int, anchors *[]int, udp bool) (int, error) {
 	dst := netip.AddrPortFrom(anchorHost(m.Family), uint16(anchorPort+i))
 	if udp {
 		// No listener: the index only keeps the 4-tuples apart.
 		*anchors = append(*anchors, -1)
-		return -1, unix.Connect(fd, sockaddr(dst))
+		return -1, l.connect(fd, dst)
 	}
-	ln, err := openReal(m.Family, model.Options{V6Only: true, ReuseAddr: true}, false)
+	ln, err := l.open(m.Family, model.Options{V6Only: true, ReuseAddr: true}, false, nil, 0)
 	if err != nil {
 		return -1, err
 	}
 	*anchors = append(*anchors, ln)
-	if _, err := bindReal(ln, dst); err != nil {
+	if _, err := l.bind(ln, dst); err != nil {
 		return -1, fmt.Errorf("anchor %v: %w", dst, err)
 	}
-	if err := unix.Listen(ln, 4); err != nil {
+	if err := l.listen(ln); err != nil {
 		return -1, err
 	}
-	if err := unix.Connect(fd, sockaddr(dst)); err != nil {
+	if err := l.connect(fd, dst); err != nil {
 		return -1, err
 	}
-	peer, _, err := unix.Accept(ln)
+	peer, err := l.accept(ln)
 	if err != nil {
 		return -1, fmt.Errorf("anchor accept: %w", err)
 	}
@@ -588,12 +603,10 @@ func anchorHost(f model.Family) netip.Addr {
 	return netip.MustParseAddr("127.0.0.1")
 }
 
-func openReal(fam model.Family, o model.Options, udp bool) (int, error) {
-	return openRealAs(fam, o, udp, nil, 0)
-}
+// hostLayer is the host kernel's socket layer.
+type hostLayer struct{}
 
-// openRealAs is openReal for a user: root, or the maker's.
-func openRealAs(fam model.Family, o model.Options, udp bool, other *maker, uid int) (int, error) {
+func (hostLayer) open(fam model.Family, o model.Options, udp bool, other *maker, uid int) (int, error) {
 	af, typ := unix.AF_INET, unix.SOCK_STREAM
 	if fam == 6 {
 		af = unix.AF_INET6
@@ -641,7 +654,7 @@ func sockaddr(a netip.AddrPort) unix.Sockaddr {
 	return &unix.SockaddrInet6{Port: int(a.Port()), Addr: a.Addr().As16()}
 }
 
-func bindReal(fd int, a netip.AddrPort) (uint16, error) {
+func (hostLayer) bind(fd int, a netip.AddrPort) (uint16, error) {
 	if err := unix.Bind(fd, sockaddr(a)); err != nil {
 		return 0, err
 	}
@@ -658,38 +671,80 @@ func bindReal(fd int, a netip.AddrPort) (uint16, error) {
 	return 0, errors.New("odd sockaddr")
 }
 
-// acceptor connects to dst and returns the listener that got the
-// connection (nil if none did), or that it was refused.
-func acceptor(socks []*pair, dst netip.AddrPort) (got *pair, refused bool, err error) {
-	fam, from := unix.AF_INET, netip.AddrPortFrom(dst.Addr(), clientPort)
+func (hostLayer) listen(fd int) error                      { return unix.Listen(fd, 16) }
+func (hostLayer) close(fd int)                             { unix.Close(fd) }
+func (hostLayer) connect(fd int, dst netip.AddrPort) error { return unix.Connect(fd, sockaddr(dst)) }
+
+func (hostLayer) accept(fd int) (int, error) {
+	nfd, _, err := unix.Accept(fd)
+	return nfd, err
+}
+
+func (hostLayer) readable(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, _ := unix.Poll(fds, 0)
+	return n == 1 && fds[0].Revents&unix.POLLIN != 0
+}
+
+func (hostLayer) dialFrom(src, dst netip.AddrPort) (refused bool, err error) {
+	fam := unix.AF_INET
 	if dst.Addr().Is6() {
 		fam = unix.AF_INET6
 	}
 	c, err := unix.Socket(fam, unix.SOCK_STREAM, 0)
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
-	// A fixed client port outside the range, reset on close: no TIME_WAIT
-	// and no ephemeral port taken from the range under test.
+	// Reset on close: no TIME_WAIT keeps the client's port.
 	unix.SetsockoptInt(c, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	unix.SetsockoptLinger(c, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	defer unix.Close(c)
-	if err := unix.Bind(c, sockaddr(from)); err != nil {
-		return nil, false, fmt.Errorf("client bind: %w", err)
+	if err := unix.Bind(c, sockaddr(src)); err != nil {
+		return false, fmt.Errorf("client bind: %w", err)
 	}
-	if err := unix.Connect(c, sockaddr(dst)); err != nil {
-		return nil, true, nil
+	return unix.Connect(c, sockaddr(dst)) != nil, nil
+}
+
+func (hostLayer) sendFrom(src, dst netip.AddrPort) error {
+	fam := unix.AF_INET
+	if dst.Addr().Is6() {
+		fam = unix.AF_INET6
+	}
+	c, err := unix.Socket(fam, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(c)
+	unix.SetsockoptInt(c, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err := unix.Bind(c, sockaddr(src)); err != nil {
+		return fmt.Errorf("client bind: %w", err)
+	}
+	unix.Sendto(c, []byte("x"), 0, sockaddr(dst))
+	return nil
+}
+
+func (hostLayer) recv(fd int) error {
+	buf := make([]byte, 8)
+	_, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
+	return err
+}
+
+// acceptor connects to dst and returns the listener that got the
+// connection (nil if none did), or that it was refused. The client's port,
+// outside the range under test, is reset on close: no TIME_WAIT and no
+// ephemeral port taken from the range.
+func acceptor(l layer, socks []*pair, dst netip.AddrPort) (got *pair, refused bool, err error) {
+	refused, err = l.dialFrom(netip.AddrPortFrom(dst.Addr(), clientPort), dst)
+	if err != nil || refused {
+		return nil, refused, err
 	}
 	for _, p := range socks {
-		if p.fd < 0 || !p.m.Listening {
+		if p.fd < 0 || !p.m.Listening || !l.readable(p.fd) {
 			continue
 		}
-		fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
-		if n, _ := unix.Poll(fds, 0); n == 1 {
-			if nfd, _, err := unix.Accept(p.fd); err == nil {
-				unix.Close(nfd)
-				return p, false, nil
-			}
+		if nfd, err := l.accept(p.fd); err == nil {
+			l.close(nfd)
+			return p, false, nil
 		}
 	}
 	return nil, false, nil
@@ -724,32 +779,14 @@ func judgeConn(k *model.Kernel, s modelOf, dst netip.AddrPort, got *pair, refuse
 
 // receiver sends a datagram to dst and returns the sockets that received
 // it.
-func receiver(socks []*pair, dst netip.AddrPort) ([]*pair, error) {
-	fam, from := unix.AF_INET, netip.AddrPortFrom(dst.Addr(), clientPort)
-	if dst.Addr().Is6() {
-		fam = unix.AF_INET6
-	}
-	c, err := unix.Socket(fam, unix.SOCK_DGRAM, 0)
-	if err != nil {
+func receiver(l layer, socks []*pair, dst netip.AddrPort) ([]*pair, error) {
+	if err := l.sendFrom(netip.AddrPortFrom(dst.Addr(), clientPort), dst); err != nil {
 		return nil, err
 	}
-	defer unix.Close(c)
-	unix.SetsockoptInt(c, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-	if err := unix.Bind(c, sockaddr(from)); err != nil {
-		return nil, fmt.Errorf("client bind: %w", err)
-	}
-	unix.Sendto(c, []byte("x"), 0, sockaddr(dst))
 	var got []*pair
-	buf := make([]byte, 8)
 	for _, p := range socks {
-		if p.fd < 0 {
-			continue
-		}
-		fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
-		if n, _ := unix.Poll(fds, 0); n == 1 && fds[0].Revents&unix.POLLIN != 0 {
-			if _, _, err := unix.Recvfrom(p.fd, buf, unix.MSG_DONTWAIT); err == nil {
-				got = append(got, p)
-			}
+		if p.fd >= 0 && l.readable(p.fd) && l.recv(p.fd) == nil {
+			got = append(got, p)
 		}
 	}
 	return got, nil

@@ -88,6 +88,6 @@ func must(_ int, err error) {
 // kernel and model, on ports that no other test of the package uses.
 func TestFreeBSDModelPairs(t *testing.T) {
 	port := uint16(59999)
-	n, d := pairs(t, model.FreeBSD, true, startMaker(t), func() uint16 { port++; return port })
+	n, d := pairs(t, model.FreeBSD, hostLayer{}, true, startMaker(t), func() uint16 { port++; return port })
 	pairsFigure("freebsd", n, d)
 }

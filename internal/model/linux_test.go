@@ -47,6 +47,6 @@ func TestLinuxRulesMatter(t *testing.T) {
 func TestLinuxModelPairs(t *testing.T) {
 	netns.Enter(t)
 	port := uint16(20000)
-	n, d := pairs(t, model.Linux, false, startMaker(t), func() uint16 { port++; return port })
+	n, d := pairs(t, model.Linux, hostLayer{}, false, startMaker(t), func() uint16 { port++; return port })
 	pairsFigure("linux", n, d)
 }

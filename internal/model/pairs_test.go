@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/dualstack-go/dualstack/internal/model"
-	"golang.org/x/sys/unix"
 )
 
 // pairAddrs are the (first, second) addresses of the pairs: a trailing v
@@ -48,10 +47,13 @@ func pairOptions(lb bool) []model.Options {
 // UDP. The second bind must succeed or fail on the kernel as it does on
 // the model. It returns the number of pairs and the disagreements, each
 // reported.
-func pairs(t *testing.T, os model.OS, lb bool, other *maker, next func() uint16) (n, disagreements int) {
+func pairs(t *testing.T, os model.OS, l layer, lb bool, other *maker, next func() uint16) (n, disagreements int) {
 	t.Helper()
 	opts := pairOptions(lb)
 	users := [][2]int{{0, 0}, {0, otherUID}, {otherUID, 0}, {otherUID, otherUID}}
+	if other == nil {
+		users = users[:1]
+	}
 	for _, udp := range []bool{false, true} {
 		for _, addrs := range pairAddrs {
 			ff, fa, fv := pairAddr(addrs[0])
@@ -61,7 +63,7 @@ func pairs(t *testing.T, os model.OS, lb bool, other *maker, next func() uint16)
 					for _, so := range opts {
 						fo.V6Only, so.V6Only = fv, sv
 						port := next()
-						real, err := pairOnKernel(ff, fo, u[0], netip.AddrPortFrom(fa, port), sf, so, u[1], netip.AddrPortFrom(sa, port), udp, other)
+						real, err := pairOnKernel(l, ff, fo, u[0], netip.AddrPortFrom(fa, port), sf, so, u[1], netip.AddrPortFrom(sa, port), udp, other)
 						if err != nil {
 							t.Fatalf("first bind of the pair on %v: %v", port, err)
 						}
@@ -95,27 +97,27 @@ func pairs(t *testing.T, os model.OS, lb bool, other *maker, next func() uint16)
 // pairOnKernel binds the first socket (and listens, TCP), then the second,
 // and returns the second bind's error; an error of the first is returned
 // as the error.
-func pairOnKernel(ff model.Family, fo model.Options, fu int, fa netip.AddrPort,
+func pairOnKernel(l layer, ff model.Family, fo model.Options, fu int, fa netip.AddrPort,
 	sf model.Family, so model.Options, su int, sa netip.AddrPort, udp bool, other *maker) (second error, err error) {
-	first, err := openRealAs(ff, fo, udp, other, fu)
+	first, err := l.open(ff, fo, udp, other, fu)
 	if err != nil {
 		return nil, err
 	}
-	defer unix.Close(first)
-	if _, err := bindReal(first, fa); err != nil {
+	defer l.close(first)
+	if _, err := l.bind(first, fa); err != nil {
 		return nil, err
 	}
 	if !udp {
-		if err := unix.Listen(first, 1); err != nil {
+		if err := l.listen(first); err != nil {
 			return nil, err
 		}
 	}
-	fd, err := openRealAs(sf, so, udp, other, su)
+	fd, err := l.open(sf, so, udp, other, su)
 	if err != nil {
 		return nil, err
 	}
-	defer unix.Close(fd)
-	_, second = bindReal(fd, sa)
+	defer l.close(fd)
+	_, second = l.bind(fd, sa)
 	return second, nil
 }
 
