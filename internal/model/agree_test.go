@@ -686,23 +686,24 @@ func (hostLayer) readable(fd int) bool {
 	return n == 1 && fds[0].Revents&unix.POLLIN != 0
 }
 
-func (hostLayer) dialFrom(src, dst netip.AddrPort) (refused bool, err error) {
+func (hostLayer) dialFrom(src, dst netip.AddrPort) (done func(), refused bool, err error) {
 	fam := unix.AF_INET
 	if dst.Addr().Is6() {
 		fam = unix.AF_INET6
 	}
 	c, err := unix.Socket(fam, unix.SOCK_STREAM, 0)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	// Reset on close: no TIME_WAIT keeps the client's port.
 	unix.SetsockoptInt(c, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	unix.SetsockoptLinger(c, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-	defer unix.Close(c)
+	done = func() { unix.Close(c) }
 	if err := unix.Bind(c, sockaddr(src)); err != nil {
-		return false, fmt.Errorf("client bind: %w", err)
+		done()
+		return nil, false, fmt.Errorf("client bind: %w", err)
 	}
-	return unix.Connect(c, sockaddr(dst)) != nil, nil
+	return done, unix.Connect(c, sockaddr(dst)) != nil, nil
 }
 
 func (hostLayer) sendFrom(src, dst netip.AddrPort) error {
@@ -734,9 +735,15 @@ func (hostLayer) recv(fd int) error {
 // outside the range under test, is reset on close: no TIME_WAIT and no
 // ephemeral port taken from the range.
 func acceptor(l layer, socks []*pair, dst netip.AddrPort) (got *pair, refused bool, err error) {
-	refused, err = l.dialFrom(netip.AddrPortFrom(dst.Addr(), clientPort), dst)
-	if err != nil || refused {
-		return nil, refused, err
+	done, refused, err := l.dialFrom(netip.AddrPortFrom(dst.Addr(), clientPort), dst)
+	if err != nil {
+		return nil, false, err
+	}
+	// The client stays open until its connection is accepted: its reset
+	// would take the connection off the listener's queue.
+	defer done()
+	if refused {
+		return nil, true, nil
 	}
 	for _, p := range socks {
 		if p.fd < 0 || !p.m.Listening || !l.readable(p.fd) {

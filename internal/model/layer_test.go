@@ -25,9 +25,10 @@ type layer interface {
 	// readable reports, without waiting, whether fd has a connection or
 	// a datagram waiting.
 	readable(fd int) bool
-	// dialFrom connects a client bound to src to dst and resets it;
-	// refused reports that the connection was refused.
-	dialFrom(src, dst netip.AddrPort) (refused bool, err error)
+	// dialFrom connects a client bound to src to dst; refused reports
+	// that the connection was refused. done closes the client with a
+	// reset.
+	dialFrom(src, dst netip.AddrPort) (done func(), refused bool, err error)
 	// sendFrom sends a datagram from a client bound to src to dst.
 	sendFrom(src, dst netip.AddrPort) error
 	// recv reads a datagram without waiting.
