@@ -40,6 +40,13 @@ func (m modelSockets) socket(o sockOpts) (socket, error) {
 	return &modelSocket{m.k, s}, nil
 }
 
+// portRanges gives the model's ephemeral range for both families, for the
+// binders that search ports themselves (NetBSD).
+func (m modelSockets) portRanges(proto) (lo4, hi4, lo6, hi6 uint32, err error) {
+	lo, hi := uint32(m.k.Lo), uint32(m.k.Hi)
+	return lo, hi, lo, hi, nil
+}
+
 func (m *modelSocket) bind(a netip.AddrPort) (uint16, error) {
 	port, err := m.k.Bind(m.s, a)
 	if err != nil {

@@ -197,7 +197,7 @@ func factsFor(goos string) osFacts {
 			singleWhy: "the kernel does not let IPV6_V6ONLY be cleared"}
 	case "netbsd":
 		return osFacts{goos: goos, reuseAddr: true, guards: true, searchPorts: true, single: singleNone,
-			singleWhy: "the kernel's IPv4 binds do not see AF_INET6 sockets, so another program's AF_INET socket can take a dual-stack socket's port and its IPv4 traffic (seen on NetBSD's 2016 stack)"}
+			singleWhy: "the kernel's IPv4 port search does not look at AF_INET6 sockets, nor does an IPv4 bind with SO_REUSEADDR at a dual-stack one, and IPv4 goes to AF_INET sockets first: another program's AF_INET socket can take a dual-stack socket's port and its IPv4 traffic (seen on NetBSD's 2016 stack)"}
 	case "dragonfly":
 		return osFacts{goos: goos, reuseAddr: true, single: singleNone,
 			singleWhy: "the kernel does not let IPV6_V6ONLY be cleared"}

@@ -319,7 +319,7 @@ func (tr *trial) bind(fam model.Family, addr netip.Addr, port uint16, o model.Op
 			case kerr == nil && !contains(allowed, got):
 				return fmt.Errorf("ephemeral bind of %v %+v: kernel took port %d, model allows %v", addr, o, got, allowed)
 			case kerr == nil:
-				k.Place(s(p), addr, got)
+				k.PlaceEphemeral(s(p), addr, got)
 			}
 			return nil
 		})

@@ -68,11 +68,12 @@ const (
 	Darwin  OS = "darwin"
 	FreeBSD OS = "freebsd"
 	OpenBSD OS = "openbsd"
+	NetBSD  OS = "netbsd"
 	Windows OS = "windows"
 )
 
 // All lists the modelled kernels.
-var All = []OS{Linux, Darwin, FreeBSD, OpenBSD, Windows}
+var All = []OS{Linux, Darwin, FreeBSD, OpenBSD, NetBSD, Windows}
 
 // Family is an address family: 4 (AF_INET) or 6 (AF_INET6).
 type Family int
@@ -120,6 +121,10 @@ type Socket struct {
 	Mapped bool
 
 	listened bool // listening when closed
+	// head is the kernel's tick when the socket last went to the head of
+	// its chain of the bind hash (NetBSD): when bound, and when a lookup
+	// found it.
+	head int
 }
 
 func (s *Socket) String() string {
@@ -172,8 +177,12 @@ type Kernel struct {
 	buckets map[uint16]*bucket
 	groups  map[groupKey]*lbGroup // FreeBSD's SO_REUSEPORT_LB groups
 	nextID  int
-	groupID int           // the last group's seq
-	off     map[Rule]bool // rules switched off (Without)
+	groupID int // the last group's seq
+	// lastPort is the last port an ephemeral search gave (NetBSD's
+	// inpt_lastport), 0 while the model has not seen one.
+	lastPort uint16
+	tick     int           // NetBSD's bind hash order (Socket.head)
+	off      map[Rule]bool // rules switched off (Without)
 }
 
 // groupKey names a SO_REUSEPORT_LB group: one family, address and port.
@@ -253,11 +262,20 @@ func (k *Kernel) Bind(s *Socket, a netip.AddrPort) (uint16, error) {
 		if port, err = k.ephemeral(s, addr); err != nil {
 			return 0, err
 		}
+		k.PlaceEphemeral(s, addr, port)
+		return port, nil
 	} else if err := k.check(s, addr, port); err != nil {
 		return 0, err
 	}
 	k.Place(s, addr, port)
 	return port, nil
+}
+
+// PlaceEphemeral is Place for a port an ephemeral search gave, which the
+// kernel remembers (NetBSD).
+func (k *Kernel) PlaceEphemeral(s *Socket, addr netip.Addr, port uint16) {
+	k.Place(s, addr, port)
+	k.lastPort = port
 }
 
 // prepare readies s for a bind to addr and returns the address as the
@@ -301,6 +319,9 @@ func (k *Kernel) EphemeralPorts(s *Socket, addr netip.Addr) []uint16 {
 	addr, err := k.prepare(s, addr)
 	if err != nil {
 		return nil
+	}
+	if k.OS == NetBSD {
+		return k.netbsdEphemeral(s, addr)
 	}
 	var ports []uint16
 	for p := int(k.Lo); p <= int(k.Hi); p++ {
@@ -436,6 +457,8 @@ func (k *Kernel) Place(s *Socket, addr netip.Addr, port uint16) {
 		k.updateFastReuse(s)
 	}
 	k.bound = slices.Insert(k.bound, 0, s)
+	k.tick++
+	s.head = k.tick
 	// in_pcbinslbgrouphash puts no AF_INET6 socket on the IPv4 wildcard
 	// (dual-stack, or ::ffff:0.0.0.0) in a group.
 	v6wild := s.dual() || s.Mapped && addr.IsUnspecified()
@@ -454,11 +477,14 @@ func (k *Kernel) Place(s *Socket, addr netip.Addr, port uint16) {
 // Deliver returns the sockets that a new connection to dst may reach:
 // one, or several that share the best match (SO_REUSEPORT groups), or
 // none. On FreeBSD and macOS the socket may be bound but not listening:
-// the kernel finds it and refuses or drops the connection.
+// the kernel finds it and refuses or drops the connection. On NetBSD, as
+// in its kernel, the lookup moves the socket it finds to the front.
 func (k *Kernel) Deliver(dst netip.AddrPort) []*Socket {
 	switch {
 	case k.OS == FreeBSD:
 		return k.freebsdDeliver(dst)
+	case k.OS == NetBSD:
+		return k.netbsdDeliver(dst)
 	case k.OS == Darwin, k.OS == OpenBSD:
 		return k.xnuDeliver(dst)
 	case k.OS == Linux && k.UDP:
@@ -642,6 +668,8 @@ func (k *Kernel) score(s *Socket, dst netip.Addr) int {
 // check decides an explicit bind of s to addr:port.
 func (k *Kernel) check(s *Socket, addr netip.Addr, port uint16) error {
 	switch {
+	case k.OS == NetBSD:
+		return k.netbsdCheck(s, addr, port)
 	case k.OS == Linux && k.UDP:
 		if k.linuxUDPInUse(s, addr, port, false) {
 			return syscall.EADDRINUSE

@@ -70,6 +70,10 @@ func Rules(os OS) []Rule {
 			FreeBSDLBNoConnect, FreeBSDLBMappedApart, FreeBSDLBNewestGroup, FreeBSDLBUDPConnectLeaves)
 	case Darwin:
 		return append(bsd, XNUEphemeralV4Wild, XNUOldestWildcard)
+	case NetBSD:
+		return []Rule{BSDReuseExact, BSDReusePortShares, BSDConnectedHolds, BSDBoundTakes, BSDExactFirst,
+			NetBSDInetSeesInet6, NetBSDInet6Apart, NetBSDSearchOwnFamily, NetBSDEphemeralWildcards,
+			NetBSDEphemeralFallback, NetBSDFoundFirst, NetBSDInetFirst}
 	}
 	return nil
 }

@@ -61,25 +61,27 @@ static int ds_recvfrom(int fd, void *b, int n, int flags, void *sa, int *sl) {
 	return r;
 }
 static int ds_linger0(int fd) { int l[2] = {1, 0}; return ds_err(rump_sys_setsockopt(fd, 0xffff, 0x80, l, sizeof l)); }
-static int ds_connect_wait(int fd, void *sa, int n, int ms) {
-	int fl = rump_sys_fcntl(fd, 3); // F_GETFL
-	if (fl < 0) return ds_err(fl);
-	if (rump_sys_fcntl(fd, 4, fl | 0x4) < 0) return ds_err(-1); // F_SETFL O_NONBLOCK
-	int r = rump_sys_connect(fd, (const struct sockaddr *)sa, n);
-	int e = errno;
-	if (r == 0) goto done;
-	if (e != 36) { errno = e; r = ds_err(-1); goto done; } // EINPROGRESS
-	struct pollfd p = { fd, 0x4, 0 }; // POLLOUT
-	r = rump_sys_poll(&p, 1, ms);
-	if (r < 0) { r = ds_err(r); goto done; }
-	if (r == 0) { r = -ETIMEDOUT; goto done; }
-	int soerr = 0; socklen_t l = sizeof soerr;
-	if (rump_sys_getsockopt(fd, 0xffff, 0x1007, &soerr, &l) < 0) { r = ds_err(-1); goto done; } // SO_ERROR
-	r = soerr ? -rump_errno2host(soerr) : 0;
-done:
-	rump_sys_fcntl(fd, 4, fl);
-	return r;
+// ds_connect_start starts a non-blocking connect; *fl gets the flags to
+// restore. 1: connected, 0: under way, <0: -errno.
+static int ds_connect_start(int fd, void *sa, int n, int *fl) {
+	*fl = rump_sys_fcntl(fd, 3, 0); // F_GETFL
+	if (*fl < 0) return ds_err(-1);
+	if (rump_sys_fcntl(fd, 4, *fl | 0x4) < 0) return ds_err(-1); // F_SETFL O_NONBLOCK
+	if (rump_sys_connect(fd, (const struct sockaddr *)sa, n) == 0) return 1;
+	if (errno == 36) return 0; // EINPROGRESS
+	return ds_err(-1);
 }
+// ds_connect_done asks without waiting whether the connect ended: 1 with
+// success, 0 not yet, <0: -errno.
+static int ds_connect_done(int fd) {
+	struct pollfd p = { fd, 0x4, 0 }; // POLLOUT
+	int r = rump_sys_poll(&p, 1, 0);
+	if (r <= 0) return ds_err(r);
+	int soerr = 0; socklen_t l = sizeof soerr;
+	if (rump_sys_getsockopt(fd, 0xffff, 0x1007, &soerr, &l) < 0) return ds_err(-1); // SO_ERROR
+	return soerr ? -rump_errno2host(soerr) : 1;
+}
+static void ds_setfl(int fd, int fl) { rump_sys_fcntl(fd, 4, fl); }
 static int ds_write(int fd, void *b, int n) { return ds_err(rump_sys_write(fd, b, n)); }
 static int ds_read(int fd, void *b, int n) { return ds_err(rump_sys_read(fd, b, n)); }
 static int ds_poll(struct pollfd *fds, int n, int ms) { return ds_err(rump_sys_poll(fds, n, ms)); }
@@ -98,6 +100,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -251,10 +254,21 @@ func Connect(fd int, a netip.AddrPort) error {
 }
 
 // ConnectWait connects fd to a, waiting at most ms milliseconds; a
-// connection not answered in time fails with ETIMEDOUT.
+// connection not answered in time fails with ETIMEDOUT. The wait is ours:
+// a poll with a timeout on the rump stack can outlast it by far (seen:
+// one that never returned).
 func ConnectWait(fd int, a netip.AddrPort, ms int) error {
 	sa := sockaddr(a)
-	_, err := result("connect", C.ds_connect_wait(C.int(fd), ptr(sa), C.int(len(sa)), C.int(ms)))
+	var fl C.int
+	r, err := result("connect", C.ds_connect_start(C.int(fd), ptr(sa), C.int(len(sa)), &fl))
+	defer C.ds_setfl(C.int(fd), fl)
+	for deadline := time.Now().Add(time.Duration(ms) * time.Millisecond); err == nil && r == 0; {
+		if time.Now().After(deadline) {
+			return &os.SyscallError{Syscall: "connect", Err: syscall.ETIMEDOUT}
+		}
+		time.Sleep(200 * time.Microsecond)
+		r, err = result("connect", C.ds_connect_done(C.int(fd)))
+	}
 	return err
 }
 
@@ -321,14 +335,21 @@ func Read(fd int, b []byte) (int, error) {
 	return result("read", C.ds_read(C.int(fd), ptr(b), C.int(len(b))))
 }
 
-// Readable reports which of fds are readable within ms milliseconds.
+// Readable reports which of fds are readable within ms milliseconds,
+// polling without a timeout in the stack (see ConnectWait).
 func Readable(fds []int, ms int) ([]bool, error) {
 	pfds := make([]C.struct_pollfd, len(fds))
 	for i, fd := range fds {
 		pfds[i].fd, pfds[i].events = C.int(fd), pollIn
 	}
-	if _, err := result("poll", C.ds_poll(&pfds[0], C.int(len(pfds)), C.int(ms))); err != nil {
-		return nil, err
+	for deadline := time.Now().Add(time.Duration(ms) * time.Millisecond); ; time.Sleep(200 * time.Microsecond) {
+		n, err := result("poll", C.ds_poll(&pfds[0], C.int(len(pfds)), 0))
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	ready := make([]bool, len(fds))
 	for i := range pfds {

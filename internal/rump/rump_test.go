@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestStack: the stack answers as NetBSD does: v6only on by default, a
@@ -55,5 +56,36 @@ func TestStack(t *testing.T) {
 	Close(s)
 	if !peer.Addr().Is4() {
 		t.Fatalf("peer %v", peer)
+	}
+}
+
+// TestConnectWaitTimesOut: a connect the stack does not answer (to a
+// socket bound but not listening, whose SYN NetBSD drops) ends within
+// ConnectWait's time, from one client port again and again.
+func TestConnectWaitTimesOut(t *testing.T) {
+	if err := Init(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		a, _ := Socket(4, false)
+		defer Close(a)
+		if err := Bind(a, netip.MustParseAddrPort("0.0.0.0:0")); err != nil {
+			t.Fatal(err)
+		}
+		name, _ := Name(a)
+		name = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), name.Port())
+		c, _ := Socket(4, false)
+		SetReuseAddr(c, true)
+		SetLinger0(c)
+		if err := Bind(c, netip.MustParseAddrPort("127.0.0.1:19801")); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		err := ConnectWait(c, name, 300)
+		t.Logf("connect to a bound socket: %v after %v", err, time.Since(start))
+		Close(c)
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("ConnectWait(300 ms) took %v", time.Since(start))
+		}
 	}
 }
