@@ -60,8 +60,10 @@
 package dualstack
 
 // BUG(dualstack): Single mode is an error on OpenBSD and DragonFly, whose
-// kernels do not let IPV6_V6ONLY be cleared, and on NetBSD, illumos and
-// Windows, where no safe way to bind a dual-stack socket has been verified.
+// kernels do not let IPV6_V6ONLY be cleared; on NetBSD, where another
+// program's AF_INET socket can take a dual-stack socket's port and its IPv4
+// clients (seen on NetBSD's network stack); and on illumos and Windows,
+// where no safe way to bind a dual-stack socket has been verified.
 // Auto never picks Single.
 
 // BUG(dualstack): Windows is compiled for but untested. There each socket is
@@ -70,11 +72,11 @@ package dualstack
 // one is bound; if that bind fails, a connection that arrived in between is
 // reset.
 
-// BUG(dualstack): On macOS, FreeBSD and OpenBSD a later program can bind
+// BUG(dualstack): On macOS, FreeBSD, OpenBSD and NetBSD a later program can bind
 // another local address of the host (an interface's address, or an alias
 // such as 127.0.0.2) on a listener's port with SO_REUSEADDR, and take that
 // address's traffic: the listener's guard sockets hold only the loopback
-// addresses and the wildcards. On NetBSD, illumos, DragonFly and Windows,
+// addresses and the wildcards. On illumos, DragonFly and Windows,
 // what later binds can do next to a listener is unverified: whether the
 // kernel refuses a bind of 127.0.0.1 or ::1 on the port with a reuse
 // option next to a wildcard listener, and if not, who gets that address's

@@ -544,6 +544,7 @@ func TestNetBSDLaterBinders(t *testing.T) {
 						controlCases++
 						if lost {
 							controlTook++
+							t.Logf("control: %s %s: a later %+v took the traffic", pr.network(inet4)[:3], address, lb)
 						}
 					}
 				}
