@@ -55,6 +55,7 @@ var (
 	errUnknownMode      = errors.New("dualstack: unknown Mode")
 	errWildcardOverlap  = errors.New("dualstack: a wildcard address cannot share a port with another address of its family, which it already includes")
 	errSingleSpecific   = errors.New("dualstack: Single mode serves a wildcard address on one socket, which cannot hold several specific addresses; use Separate or Auto")
+	errSingleOne        = errors.New("dualstack: Single mode serves both families' wildcard on one dual-stack socket; for one family or a specific address, use Separate or Auto")
 )
 
 // plan turns the network and address of a Listen or ListenPacket call into
@@ -70,17 +71,37 @@ func (lc *ListenConfig) plan(ctx context.Context, sys system, pr proto, network,
 	if lc.Mode < Auto || lc.Mode > Single {
 		return plan{}, errUnknownMode
 	}
-	host, service, err := net.SplitHostPort(address)
-	if err != nil {
-		return plan{}, err
+	host, service := "", "0" // "" is the wildcard on port 0, as for net.Listen
+	if address != "" {
+		if host, service, err = net.SplitHostPort(address); err != nil {
+			return plan{}, err
+		}
 	}
 	port, err := net.DefaultResolver.LookupPort(ctx, network, service)
 	if err != nil {
 		return plan{}, err
 	}
-	p := plan{proto: pr, port: uint16(port)}
-	both := want4 && want6
+	p, err := lc.planHost(ctx, sys, plan{proto: pr, port: uint16(port)}, want4, want6, host)
+	if err == nil && lc.Mode == Single && p.mode() != Single {
+		err = errSingleOne
+		if len(p.eps) > 1 {
+			err = errSingleSpecific
+		}
+	}
+	if err != nil {
+		return plan{}, err
+	}
+	return p, nil
+}
 
+// planHost fills in p's endpoints for host, with the meaning net.Listen
+// gives it: an IPv4 address (IPv4-mapped ones too) is refused for tcp6;
+// an IPv6 one for tcp4, but for the unspecified address, which there is
+// 0.0.0.0; a zone on the unspecified address means nothing; a UDP
+// multicast address is its family's wildcard, as in net.ListenPacket
+// (dualstack joins no group and shares no port: that is
+// net.ListenMulticastUDP's).
+func (lc *ListenConfig) planHost(ctx context.Context, sys system, p plan, want4, want6 bool, host string) (plan, error) {
 	var addrs []netip.Addr
 	switch {
 	case host == "":
@@ -97,8 +118,15 @@ func (lc *ListenConfig) plan(ctx context.Context, sys system, pr proto, network,
 	default:
 		if a, err := netip.ParseAddr(host); err == nil {
 			a = a.Unmap()
-			if a.IsUnspecified() {
+			wild := a.WithZone("").IsUnspecified()
+			if a.Is4() && !want4 || a.Is6() && !want6 && !wild {
+				return plan{}, &net.AddrError{Err: "no suitable address found", Addr: host}
+			}
+			switch {
+			case wild:
 				return p.wildcard(lc.Mode, want4, want6), nil
+			case a.IsMulticast() && p.proto == udp:
+				return p.wildcard(lc.Mode, want4 && (a.Is4() || want6), want6 && a.Is6()), nil
 			}
 			addrs = []netip.Addr{a}
 			break
@@ -110,8 +138,8 @@ func (lc *ListenConfig) plan(ctx context.Context, sys system, pr proto, network,
 		case !want4:
 			qnet = "ip6"
 		}
-		addrs, err = sys.lookup(ctx, qnet, host)
-		if err != nil {
+		var err error
+		if addrs, err = sys.lookup(ctx, qnet, host); err != nil {
 			return plan{}, err
 		}
 	}
@@ -124,9 +152,6 @@ func (lc *ListenConfig) plan(ctx context.Context, sys system, pr proto, network,
 	}
 	if len(p.eps) == 0 {
 		return plan{}, &net.AddrError{Err: "no suitable address found", Addr: host}
-	}
-	if len(p.eps) > 1 && lc.Mode == Single {
-		return plan{}, errSingleSpecific
 	}
 	for _, f := range []family{inet4, inet6} {
 		var wild, other netip.Addr
@@ -144,7 +169,7 @@ func (lc *ListenConfig) plan(ctx context.Context, sys system, pr proto, network,
 		}
 	}
 	slices.SortStableFunc(p.eps, func(a, b endpoint) int { return cmp.Compare(a.family(), b.family()) })
-	p.fallback = both && lc.Mode == Auto
+	p.fallback = want4 && want6 && lc.Mode == Auto
 	return p, nil
 }
 

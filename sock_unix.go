@@ -204,15 +204,15 @@ func sockaddr(a netip.AddrPort) (unix.Sockaddr, error) {
 	return sa, nil
 }
 
+// zoneIndex reads a zone as net does (zoneCache.index): an interface's
+// name, else a number, else nothing (0), which leaves the kernel to refuse
+// an address that needs a zone.
 func zoneIndex(zone string) (uint32, error) {
-	if n, err := strconv.ParseUint(zone, 10, 32); err == nil {
-		return uint32(n), nil
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return uint32(ifi.Index), nil
 	}
-	ifi, err := net.InterfaceByName(zone)
-	if err != nil {
-		return 0, err
-	}
-	return uint32(ifi.Index), nil
+	n, _ := strconv.ParseUint(zone, 10, 32)
+	return uint32(n), nil
 }
 
 // rawConn gives the user's Control the descriptor of a socket that is not
