@@ -133,6 +133,7 @@ type binder struct {
 	control  func(network, address string, c syscall.RawConn) error
 	attempts int
 	local    func(netip.Addr) bool // see system.local
+	mptcp    bool                  // Multipath TCP for the sockets that listen
 }
 
 // bound is a plan carried out: one socket an endpoint, all on port. The
@@ -550,6 +551,7 @@ func (b *binder) bindEndpoint(p plan, ep endpoint, port uint16) (socket, uint16,
 		private:   p.port == 0 || p.searched,
 		exclusive: b.os.exclusive,
 		control:   b.control,
+		mptcp:     b.mptcp && p.proto == tcp,
 	}
 	return b.open(o, ep.role(), netip.AddrPortFrom(ep.addr, port))
 }

@@ -107,6 +107,31 @@ type ListenConfig struct {
 	// KeepAliveConfig is the keep-alive configuration of accepted
 	// connections, as in [net.ListenConfig].
 	KeepAliveConfig net.KeepAliveConfig
+
+	mptcp int8 // SetMultipathTCP: 0 net's default, 1 on, -1 off
+}
+
+// MultipathTCP reports whether Listen makes Multipath TCP sockets: as
+// [net.ListenConfig.MultipathTCP], what SetMultipathTCP set, or else net's
+// default (on in Go 1.24 and later, unless GODEBUG=multipathtcp=0 or 3).
+func (lc *ListenConfig) MultipathTCP() bool {
+	if lc.mptcp != 0 {
+		return lc.mptcp > 0
+	}
+	var def net.ListenConfig
+	return def.MultipathTCP()
+}
+
+// SetMultipathTCP directs Listen to make, or not make, Multipath TCP
+// sockets where the OS has them, overriding net's default and GODEBUG, as
+// [net.ListenConfig.SetMultipathTCP] does. Every socket of the listener
+// (guards included) is then MPTCP, or TCP where the kernel lacks or
+// refuses MPTCP; ListenPacket is not affected.
+func (lc *ListenConfig) SetMultipathTCP(use bool) {
+	lc.mptcp = -1
+	if use {
+		lc.mptcp = 1
+	}
 }
 
 // Listen announces on the local network address, on both address families
@@ -166,7 +191,8 @@ func (lc *ListenConfig) binder(sys system) *binder {
 	if attempts == 0 {
 		attempts = DefaultAttempts
 	}
-	return &binder{api: sys.api, os: sys.facts, control: lc.Control, attempts: attempts, local: sys.local}
+	return &binder{api: sys.api, os: sys.facts, control: lc.Control, attempts: attempts, local: sys.local,
+		mptcp: lc.MultipathTCP()}
 }
 
 // handedOver is a bound plan in the net package's types: a connection

@@ -45,7 +45,12 @@ func (lc *ListenConfig) listenPacket(ctx context.Context, sys system, network, a
 	if err != nil {
 		return nil, listenError(udp, network, err)
 	}
-	pc := &PacketConn{conns: h.conns, held: h.held, mode: p.mode(), network: network}
+	return newPacketConn(sys, h, p.mode(), network)
+}
+
+// newPacketConn makes a PacketConn of h. On error it closes everything.
+func newPacketConn(sys system, h handedOver[*net.UDPConn], mode Mode, network string) (*PacketConn, error) {
+	pc := &PacketConn{conns: h.conns, held: h.held, mode: mode, network: network}
 	for i, c := range h.conns {
 		if i < h.asked {
 			pc.addrs = append(pc.addrs, c.LocalAddr())
@@ -59,6 +64,7 @@ func (lc *ListenConfig) listenPacket(ctx context.Context, sys system, network, a
 		}
 	}
 	if len(h.conns) > 1 {
+		var err error
 		if pc.r, err = sys.mergePackets(h.conns); err != nil {
 			closeAll(h.conns)
 			closeHeld(h.held)

@@ -60,6 +60,9 @@ type sockOpts struct {
 	reuseAddr bool
 	// exclusive sets SO_EXCLUSIVEADDRUSE (Windows).
 	exclusive bool
+	// mptcp asks for a Multipath TCP socket where the OS has them (Linux),
+	// falling back to TCP, as net.ListenConfig does.
+	mptcp bool
 	// control is the user's [net.ListenConfig.Control], run after our
 	// options and before bind. Probes have none.
 	control func(network, address string, c syscall.RawConn) error

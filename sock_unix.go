@@ -36,7 +36,17 @@ func (sysSockets) socket(o sockOpts) (socket, error) {
 	if o.proto == udp {
 		typ = unix.SOCK_DGRAM
 	}
-	fd, err := newSocket(af, typ)
+	protocol := 0
+	if o.mptcp {
+		protocol = mptcpProto
+	}
+	fd, err := newSocket(af, typ, protocol)
+	if err != nil && protocol != 0 {
+		// As net falls back to TCP where MPTCP is missing or refused
+		// (EPROTONOSUPPORT, EINVAL before Linux 5.6, ENOPROTOOPT with
+		// net.mptcp.enabled=0): on any error.
+		fd, err = newSocket(af, typ, 0)
+	}
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
@@ -49,15 +59,15 @@ func (sysSockets) socket(o sockOpts) (socket, error) {
 }
 
 // newSocket creates a socket that no child process inherits.
-func newSocket(af, typ int) (int, error) {
+func newSocket(af, typ, protocol int) (int, error) {
 	if sockCloexec != 0 {
-		return unix.Socket(af, typ|sockCloexec, 0)
+		return unix.Socket(af, typ|sockCloexec, protocol)
 	}
 	// Hold ForkLock so that no child inherits the descriptor before it is
 	// marked close-on-exec.
 	syscall.ForkLock.RLock()
 	defer syscall.ForkLock.RUnlock()
-	fd, err := unix.Socket(af, typ, 0)
+	fd, err := unix.Socket(af, typ, protocol)
 	if err == nil {
 		unix.CloseOnExec(fd)
 	}

@@ -16,6 +16,9 @@ var hostFacts = factsFor("linux")
 // exec, where socket(2) takes one.
 const sockCloexec = unix.SOCK_CLOEXEC
 
+// mptcpProto is the protocol of a Multipath TCP socket (IPPROTO_MPTCP).
+const mptcpProto = unix.IPPROTO_MPTCP
+
 // listenBacklog returns the backlog passed to listen(2): net.core.somaxconn,
 // as Go's net package passes it.
 var listenBacklog = sync.OnceValue(func() int {
