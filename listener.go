@@ -166,8 +166,8 @@ func Listen(network, address string) (*Listener, error) {
 	return lc.Listen(context.Background(), network, address)
 }
 
-func (lc *ListenConfig) listen(ctx context.Context, sys system, network, address string) (*Listener, error) {
-	p, err := lc.plan(ctx, sys, tcp, network, address)
+func (lc *ListenConfig) listen(ctx context.Context, sys system, network string, addresses ...string) (*Listener, error) {
+	p, err := lc.plan(ctx, sys, tcp, network, addresses...)
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}

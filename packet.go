@@ -32,8 +32,8 @@ func ListenPacket(network, address string) (*PacketConn, error) {
 	return lc.ListenPacket(context.Background(), network, address)
 }
 
-func (lc *ListenConfig) listenPacket(ctx context.Context, sys system, network, address string) (*PacketConn, error) {
-	p, err := lc.plan(ctx, sys, udp, network, address)
+func (lc *ListenConfig) listenPacket(ctx context.Context, sys system, network string, addresses ...string) (*PacketConn, error) {
+	p, err := lc.plan(ctx, sys, udp, network, addresses...)
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}

@@ -51,16 +51,59 @@ func hasAddr(a netip.Addr) bool {
 }
 
 var (
-	errNegativeAttempts = errors.New("dualstack: negative Attempts")
-	errUnknownMode      = errors.New("dualstack: unknown Mode")
-	errWildcardOverlap  = errors.New("dualstack: a wildcard address cannot share a port with another address of its family, which it already includes")
-	errSingleSpecific   = errors.New("dualstack: Single mode serves a wildcard address on one socket, which cannot hold several specific addresses; use Separate or Auto")
-	errSingleOne        = errors.New("dualstack: Single mode serves both families' wildcard on one dual-stack socket; for one family or a specific address, use Separate or Auto")
+	errNegativeAttempts  = errors.New("dualstack: negative Attempts")
+	errUnknownMode       = errors.New("dualstack: unknown Mode")
+	errWildcardOverlap   = errors.New("dualstack: a wildcard address cannot share a port with another address of its family, which it already includes")
+	errSingleSpecific    = errors.New("dualstack: Single mode serves a wildcard address on one socket, which cannot hold several specific addresses; use Separate or Auto")
+	errNoAddresses       = errors.New("dualstack: no address to listen on")
+	errSeveralPortsAsked = errors.New("dualstack: the addresses must share one port (or all be port 0, for one port chosen for all)")
+	errSingleOne         = errors.New("dualstack: Single mode serves both families' wildcard on one dual-stack socket; for one family or a specific address, use Separate or Auto")
 )
 
-// plan turns the network and address of a Listen or ListenPacket call into
-// the endpoints to bind. Errors are the bare cause; the caller wraps them.
-func (lc *ListenConfig) plan(ctx context.Context, sys system, pr proto, network, address string) (plan, error) {
+// plan turns the network and addresses of a Listen, ListenPacket or
+// MultiListen call into the endpoints to bind: those of each address, on
+// one port. Errors are the bare cause; the caller wraps them.
+func (lc *ListenConfig) plan(ctx context.Context, sys system, pr proto, network string, addresses ...string) (plan, error) {
+	if len(addresses) == 0 {
+		return plan{}, errNoAddresses
+	}
+	var p plan
+	for i, address := range addresses {
+		q, err := lc.planAddress(ctx, sys, pr, network, address)
+		if err != nil {
+			if len(addresses) > 1 {
+				err = fmt.Errorf("%s: %w", address, err)
+			}
+			return plan{}, err
+		}
+		if i == 0 {
+			p = q
+			continue
+		}
+		if q.port != p.port {
+			return plan{}, fmt.Errorf("%w: %s is on port %d, %s on %d", errSeveralPortsAsked, addresses[0], p.port, address, q.port)
+		}
+		p.fallback = p.fallback && q.fallback
+		for _, e := range q.eps {
+			if !slices.Contains(p.eps, e) {
+				p.eps = append(p.eps, e)
+			}
+		}
+	}
+	if len(addresses) > 1 {
+		if err := checkOverlap(p.eps, "the addresses"); err != nil {
+			return plan{}, err
+		}
+		if lc.Mode == Single && p.mode() != Single {
+			return plan{}, errSingleSpecific
+		}
+		slices.SortStableFunc(p.eps, func(a, b endpoint) int { return cmp.Compare(a.family(), b.family()) })
+	}
+	return p, nil
+}
+
+// planAddress is plan for one address.
+func (lc *ListenConfig) planAddress(ctx context.Context, sys system, pr proto, network, address string) (plan, error) {
 	want4, want6, err := families(pr, network)
 	if err != nil {
 		return plan{}, err
@@ -153,24 +196,33 @@ func (lc *ListenConfig) planHost(ctx context.Context, sys system, p plan, want4,
 	if len(p.eps) == 0 {
 		return plan{}, &net.AddrError{Err: "no suitable address found", Addr: host}
 	}
-	for _, f := range []family{inet4, inet6} {
-		var wild, other netip.Addr
-		for _, e := range p.eps {
-			switch {
-			case e.family() != f:
-			case e.addr.IsUnspecified():
-				wild = e.addr
-			case !other.IsValid():
-				other = e.addr
-			}
-		}
-		if wild.IsValid() && other.IsValid() {
-			return plan{}, fmt.Errorf("%w: %s resolves to %v and %v", errWildcardOverlap, host, wild, other)
-		}
+	if err := checkOverlap(p.eps, host+" resolves to"); err != nil {
+		return plan{}, err
 	}
 	slices.SortStableFunc(p.eps, func(a, b endpoint) int { return cmp.Compare(a.family(), b.family()) })
 	p.fallback = want4 && want6 && lc.Mode == Auto
 	return p, nil
+}
+
+// checkOverlap refuses a wildcard and another address of its family among
+// eps, which what names (a host name, or the addresses of MultiListen).
+func checkOverlap(eps []endpoint, what string) error {
+	for _, f := range []family{inet4, inet6} {
+		var wild, other netip.Addr
+		for _, e := range eps {
+			switch {
+			case e.family() != f && !e.dual:
+			case e.addr.IsUnspecified():
+				wild = e.addr
+			case !other.IsValid() && e.family() == f:
+				other = e.addr
+			}
+		}
+		if wild.IsValid() && other.IsValid() {
+			return fmt.Errorf("%w: %s %v and %v", errWildcardOverlap, what, wild, other)
+		}
+	}
+	return nil
 }
 
 // wildcard returns p serving the wildcard address of the families asked for.
