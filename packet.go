@@ -118,6 +118,8 @@ var _ net.PacketConn = (*PacketConn)(nil)
 type packetReader interface {
 	// read also returns the index of the socket the packet came in on.
 	read(b []byte) (n int, src netip.AddrPort, k int, err error)
+	// readMsg is read with the packet's ancillary data into oob.
+	readMsg(b, oob []byte) (n, oobn, flags int, src netip.AddrPort, k int, err error)
 	setReadDeadline(t time.Time) error
 	close() error
 }
@@ -351,6 +353,13 @@ func newChanReader(conns []*net.UDPConn) (packetReader, error) {
 	r := &chanReader{conns: conns, in: newFanIn[packet](len(conns))}
 	r.run = r.readLoop
 	return r, nil
+}
+
+// readMsg reads as read does: the portable reader gives no ancillary
+// data (oobn is 0).
+func (r *chanReader) readMsg(b, _ []byte) (int, int, int, netip.AddrPort, int, error) {
+	n, src, k, err := r.read(b)
+	return n, 0, 0, src, k, err
 }
 
 func (r *chanReader) read(b []byte) (int, netip.AddrPort, int, error) {

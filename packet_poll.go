@@ -41,6 +41,10 @@ type pollReader struct {
 	rerr  error
 	rsa   unix.RawSockaddrAny     // the source of the packet being read
 	recvs []func(fd uintptr) bool // one a socket, made once
+	// For readMsg: oob is the caller's buffer (nil for read), oobn and
+	// flags what recvmsg(2) gave.
+	oob         []byte
+	oobn, flags int
 }
 
 const quietReads = 16
@@ -74,6 +78,20 @@ func newPollReaderDraining(conns []*net.UDPConn, drains bool) (packetReader, err
 func (r *pollReader) read(b []byte) (int, netip.AddrPort, int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.readLocked(b)
+}
+
+// readMsg is read with the packet's ancillary data, through recvmsg(2).
+func (r *pollReader) readMsg(b, oob []byte) (n, oobn, flags int, src netip.AddrPort, k int, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.oob, r.oobn, r.flags = oob, 0, 0
+	defer func() { r.oob = nil }()
+	n, src, k, err = r.readLocked(b)
+	return n, r.oobn, r.flags, src, k, err
+}
+
+func (r *pollReader) readLocked(b []byte) (int, netip.AddrPort, int, error) {
 	r.buf = b
 	defer func() { r.buf = nil }()
 	n := len(r.conns)
@@ -120,6 +138,9 @@ func (r *pollReader) read(b []byte) (int, netip.AddrPort, int, error) {
 // r.src, or sets r.rerr. It calls recvfrom(2) itself: unix.Recvfrom would
 // allocate the source address of every packet.
 func (r *pollReader) recv(fd uintptr) bool {
+	if r.oob != nil {
+		return r.recvMsg(fd)
+	}
 	p := unsafe.Pointer(&r.rsa) // a valid address for an empty buffer
 	if len(r.buf) > 0 {
 		p = unsafe.Pointer(&r.buf[0])
@@ -140,6 +161,37 @@ func (r *pollReader) recv(fd uintptr) bool {
 		r.src = sockaddrToAddrPort(&r.rsa)
 		return true
 	}
+}
+
+// recvMsg is recv with ancillary data, into r.oob.
+func (r *pollReader) recvMsg(fd uintptr) bool {
+	for {
+		n, oobn, flags, from, err := unix.Recvmsg(int(fd), r.buf, r.oob, unix.MSG_DONTWAIT)
+		if err == unix.EINTR {
+			continue
+		}
+		r.rerr = err
+		if err == nil {
+			r.n, r.oobn, r.flags = n, oobn, flags
+			r.src = sockaddrAddrPort(from)
+		}
+		return true
+	}
+}
+
+// sockaddrAddrPort converts a unix.Sockaddr, unmapped.
+func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		a := netip.AddrFrom16(sa.Addr)
+		if sa.ZoneId != 0 {
+			a = a.WithZone(zoneName(sa.ZoneId))
+		}
+		return UnmapAddrPort(netip.AddrPortFrom(a, uint16(sa.Port)))
+	}
+	return netip.AddrPort{}
 }
 
 // sockaddrToAddrPort converts a source address, unmapped.
