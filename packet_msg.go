@@ -31,16 +31,6 @@ func (p *PacketConn) ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, addr
 	return n, oobn, flags, addr, nil
 }
 
-// ReadMsgUDP is ReadMsgUDPAddrPort with a *[net.UDPAddr], as
-// [net.UDPConn.ReadMsgUDP] (quic-go's OOBCapablePacketConn).
-func (p *PacketConn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
-	n, oobn, flags, ap, err := p.ReadMsgUDPAddrPort(b, oob)
-	if ap.IsValid() {
-		addr = net.UDPAddrFromAddrPort(ap)
-	}
-	return n, oobn, flags, addr, err
-}
-
 // WriteMsgUDPAddrPort writes a packet with ancillary data (oob) to addr,
 // through the socket that WriteToUDPAddrPort would use, as
 // [net.UDPConn.WriteMsgUDPAddrPort] does: the ancillary data must suit
@@ -56,17 +46,12 @@ func (p *PacketConn) WriteMsgUDPAddrPort(b, oob []byte, addr netip.AddrPort) (n,
 	return c.WriteMsgUDPAddrPort(b, oob, addr)
 }
 
-// WriteMsgUDP is WriteMsgUDPAddrPort with a *[net.UDPAddr], as
-// [net.UDPConn.WriteMsgUDP].
-func (p *PacketConn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
-	if !p.ok() {
-		return 0, 0, errZero("write", "udp")
-	}
-	if addr == nil {
-		return 0, 0, p.opError("write", nil, syscall.EINVAL)
-	}
-	return p.WriteMsgUDPAddrPort(b, oob, addr.AddrPort())
-}
+// There is no ReadMsgUDP or WriteMsgUDP: with them a PacketConn would
+// look to quic-go like a single *net.UDPConn (its OOBCapablePacketConn),
+// whose batch reads through the raw connection a PacketConn of several
+// sockets cannot serve; quic-go would then refuse it. Without them quic-go
+// reads with ReadFrom; internal/ecosystem shows an adapter that gives it
+// the batch path over ReadMsgUDPAddrPort.
 
 // SetReadBuffer sets the receive buffer of every socket, as
 // [net.UDPConn.SetReadBuffer] does of one.
