@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -291,4 +292,14 @@ func mappedHost(t testing.TB) string {
 	}
 	t.Skipf("no IPv4 address here reaches a Single listener's dual-stack socket (127.0.0.1 is guarded; 127.0.0.2 is not local)")
 	return ""
+}
+
+// sockoptInt reads an integer socket option through a raw connection.
+func sockoptInt(t testing.TB, rc syscall.RawConn, level, opt int) int {
+	t.Helper()
+	var v int
+	var serr error
+	require.NoError(t, rc.Control(func(fd uintptr) { v, serr = unix.GetsockoptInt(int(fd), level, opt) }))
+	require.NoError(t, serr)
+	return v
 }

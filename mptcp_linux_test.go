@@ -3,7 +3,6 @@ package dualstack_test
 import (
 	"context"
 	"net"
-	"syscall"
 	"testing"
 
 	"github.com/dualstack-go/dualstack"
@@ -11,16 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
-
-// protocolOf reads SO_PROTOCOL through a raw connection.
-func protocolOf(t *testing.T, rc syscall.RawConn) int {
-	t.Helper()
-	var p int
-	var serr error
-	require.NoError(t, rc.Control(func(fd uintptr) { p, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL) }))
-	require.NoError(t, serr)
-	return p
-}
 
 // TestMultipathTCPAsNet: every socket of a listener is of the protocol
 // that net.ListenConfig's listener gets with the same setting (net's
@@ -53,7 +42,7 @@ func TestMultipathTCPAsNet(t *testing.T) {
 			defer nln.Close()
 			nrc, err := nln.(*net.TCPListener).SyscallConn()
 			require.NoError(t, err)
-			want := protocolOf(t, nrc)
+			want := sockoptInt(t, nrc, unix.SOL_SOCKET, unix.SO_PROTOCOL)
 
 			for _, mode := range []dualstack.Mode{dualstack.Separate, dualstack.Single} {
 				lc.Mode = mode
@@ -62,7 +51,7 @@ func TestMultipathTCPAsNet(t *testing.T) {
 				rcs, err := ln.SyscallConns()
 				require.NoError(t, err)
 				for i, rc := range rcs {
-					assert.Equal(t, want, protocolOf(t, rc), "%v socket %v", mode, ln.Addrs()[i])
+					assert.Equal(t, want, sockoptInt(t, rc, unix.SOL_SOCKET, unix.SO_PROTOCOL), "%v socket %v", mode, ln.Addrs()[i])
 				}
 				ts := serveTokens(t, ln)
 				for _, h := range []string{"127.0.0.1", "::1"} {

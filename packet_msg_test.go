@@ -83,11 +83,7 @@ func TestPacketConnRaw(t *testing.T) {
 	require.NoError(t, err)
 	for _, rc := range rcs {
 		for _, opt := range []int{unix.SO_RCVBUF, unix.SO_SNDBUF} {
-			var v int
-			var serr error
-			require.NoError(t, rc.Control(func(fd uintptr) { v, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, opt) }))
-			require.NoError(t, serr)
-			assert.GreaterOrEqual(t, v, 1<<18)
+			assert.GreaterOrEqual(t, sockoptInt(t, rc, unix.SOL_SOCKET, opt), 1<<18)
 		}
 	}
 

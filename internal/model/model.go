@@ -864,42 +864,56 @@ func bsdAddr(s *Socket, f Family) netip.Addr {
 // that decides only which socket is found, which matters for the check
 // between users, not modelled, and not whether one is.)
 func (k *Kernel) bsdLookup(f Family, addr netip.Addr, port uint16, wild bool) *Socket {
+	return k.bestFit(port, wild, func(t *Socket) (int, bool) {
+		if !bsdSees(t, f) {
+			return 0, false
+		}
+		return addrCost(bsdAddr(t, f), addr)
+	})
+}
+
+// bestFit is the search of the BSDs' port lookups (in_pcblookup_local,
+// NetBSD's in_pcblookup_port): among the sockets on port that cost
+// accepts, the first of least cost, a connected or TIME_WAIT one at one
+// more; without wild, only one of cost 0.
+func (k *Kernel) bestFit(port uint16, wild bool, cost func(t *Socket) (int, bool)) *Socket {
 	var match *Socket
-	matchWild := 3
+	best := 3
 	for _, t := range k.bound {
-		if t.Port != port || !bsdSees(t, f) {
+		if t.Port != port {
 			continue
 		}
-		taddr := bsdAddr(t, f)
-		if !wild {
-			if taddr == addr && !t.Connected {
-				return t
-			}
+		n, ok := cost(t)
+		if !ok {
 			continue
 		}
-		n := 0
 		if t.Connected {
 			if !k.has(BSDConnectedHolds) {
 				continue
 			}
 			n++
 		}
-		switch {
-		case !taddr.IsUnspecified() && addr.IsUnspecified():
-			n++
-		case !taddr.IsUnspecified() && taddr != addr:
+		if n > 0 && !wild || n >= best {
 			continue
-		case taddr.IsUnspecified() && !addr.IsUnspecified():
-			n++
 		}
-		if n < matchWild {
-			match, matchWild = t, n
-			if n == 0 {
-				break
-			}
-		}
+		match, best = t, n
 	}
 	return match
+}
+
+// addrCost is what a socket on taddr costs a lookup of addr: 0 on that
+// address, 1 where one of them is a wildcard; another address does not
+// match.
+func addrCost(taddr, addr netip.Addr) (int, bool) {
+	switch {
+	case taddr.IsUnspecified() && addr.IsUnspecified():
+		return 0, true
+	case taddr.IsUnspecified() || addr.IsUnspecified():
+		return 1, true
+	case taddr != addr:
+		return 0, false
+	}
+	return 0, true
 }
 
 // bsdCheck is in_pcbbind (AF_INET) and in6_pcbbind (AF_INET6) for one

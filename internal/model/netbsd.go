@@ -26,33 +26,12 @@ const (
 // on exactly addr, or (wild) the best fit, a connected or TIME_WAIT one
 // at a cost.
 func (k *Kernel) netbsdIn(addr netip.Addr, port uint16, wild bool) *Socket {
-	var match *Socket
-	best := 3
-	for _, t := range k.bound {
-		if t.Port != port || t.Family != 4 || t.Mapped {
-			continue
+	return k.bestFit(port, wild, func(t *Socket) (int, bool) {
+		if t.Family != 4 || t.Mapped {
+			return 0, false
 		}
-		n := 0
-		if t.Connected {
-			if !k.has(BSDConnectedHolds) {
-				continue
-			}
-			n++
-		}
-		switch {
-		case t.Addr.IsUnspecified() && !addr.IsUnspecified(), !t.Addr.IsUnspecified() && addr.IsUnspecified():
-			n++
-		case t.Addr != addr:
-			continue
-		}
-		if n > 0 && !wild {
-			continue
-		}
-		if n < best {
-			match, best = t, n
-		}
-	}
-	return match
+		return addrCost(t.Addr, addr)
+	})
 }
 
 // netbsdIn6 is in6_pcblookup_port for addr, an IPv6 address or (mapped)
@@ -60,49 +39,29 @@ func (k *Kernel) netbsdIn(addr netip.Addr, port uint16, wild bool) *Socket {
 // socket on a mapped one; a mapped one finds sockets on mapped addresses
 // as netbsdIn finds AF_INET ones, and a dual-stack [::] as a wildcard.
 func (k *Kernel) netbsdIn6(addr netip.Addr, mapped bool, port uint16, wild bool) *Socket {
-	var match *Socket
-	best := 3
-	for _, t := range k.bound {
-		if t.Port != port || t.Family != 6 && !t.Mapped {
-			continue
-		}
-		n := 0
-		if t.Connected {
-			if !k.has(BSDConnectedHolds) {
-				continue
-			}
-			n++
-		}
+	return k.bestFit(port, wild, func(t *Socket) (int, bool) {
 		switch {
+		case t.Family != 6 && !t.Mapped:
+			return 0, false
 		case t.Mapped:
 			if !mapped {
-				continue
+				return 0, false
 			}
-			switch {
-			case t.Addr.IsUnspecified() && !addr.IsUnspecified(), !t.Addr.IsUnspecified() && addr.IsUnspecified():
-				n++
-			case t.Addr != addr:
-				continue
-			}
+			return addrCost(t.Addr, addr)
 		case mapped && t.Opts.V6Only:
-			continue
+			return 0, false
 		case t.Addr.IsUnspecified():
 			if mapped || !addr.IsUnspecified() {
-				n++
+				return 1, true
 			}
+			return 0, true
 		case !mapped && addr.IsUnspecified():
-			n++
+			return 1, true
 		case mapped || t.Addr != addr:
-			continue
+			return 0, false
 		}
-		if n > 0 && !wild {
-			continue
-		}
-		if n < best {
-			match, best = t, n
-		}
-	}
-	return match
+		return 0, true
+	})
 }
 
 // netbsdCheck is in_pcbbind_port and in6_pcbbind_port for an explicit
