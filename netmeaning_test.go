@@ -4,6 +4,7 @@ package dualstack_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -120,6 +121,7 @@ func packetOutcome(t *testing.T, listen func() (net.PacketConn, error)) outcome 
 	}
 	defer pc.Close()
 	port := portOf(t, pc.LocalAddr())
+	secret := rand.Text() // the answer carries it: this PacketConn answered
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -129,7 +131,7 @@ func packetOutcome(t *testing.T, listen func() (net.PacketConn, error)) outcome 
 			if err != nil {
 				return
 			}
-			pc.WriteTo(buf[:n], from)
+			pc.WriteTo(append([]byte(secret+" "), buf[:n]...), from)
 		}
 	}()
 	reach := func(host string) bool {
@@ -138,12 +140,12 @@ func packetOutcome(t *testing.T, listen func() (net.PacketConn, error)) outcome 
 			return false
 		}
 		defer c.Close()
-		token := fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
+		token := rand.Text()
 		for range 3 {
 			c.Write([]byte(token))
 			c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 			buf := make([]byte, 64)
-			if n, err := c.Read(buf); err == nil && string(buf[:n]) == token {
+			if n, err := c.Read(buf); err == nil && string(buf[:n]) == secret+" "+token {
 				return true
 			}
 		}

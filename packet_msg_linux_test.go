@@ -1,10 +1,10 @@
 package dualstack_test
 
 import (
+	"crypto/rand"
 	"net"
 	"net/netip"
 	"testing"
-	"time"
 	"unsafe"
 
 	"github.com/dualstack-go/dualstack"
@@ -27,17 +27,12 @@ func TestPacketConnPktinfo(t *testing.T) {
 		unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
 		unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
 	}))
-	got := make(chan []byte, 8)
-	go msgEcho(pc, got)
+	secret, got := rand.Text(), make(chan []byte, 8)
+	go msgEcho(pc, secret, got)
 	defer func() { pc.Close(); <-got }()
 	port := pc.LocalAddr().(*net.UDPAddr).Port
 	for _, h := range []string{"127.0.0.1", "::1"} {
-		c, err := net.Dial("udp", net.JoinHostPort(h, itoa(port)))
-		require.NoError(t, err)
-		c.SetDeadline(time.Now().Add(ioTimeout))
-		_, err = c.Write([]byte("x"))
-		require.NoError(t, err)
-		oob := <-got
+		oob := msgRoundTrip(t, h, port, secret, got)
 		msgs, err := unix.ParseSocketControlMessage(oob)
 		require.NoError(t, err)
 		var dst netip.Addr
@@ -52,10 +47,6 @@ func TestPacketConnPktinfo(t *testing.T) {
 			}
 		}
 		assert.Equal(t, h, dst.String(), "the packet info of the socket that got the packet")
-		b := make([]byte, 8)
-		_, err = c.Read(b)
-		require.NoError(t, err)
-		c.Close()
 	}
 }
 

@@ -3,6 +3,7 @@
 package dualstack_test
 
 import (
+	"crypto/rand"
 	"net"
 	"net/netip"
 	"strconv"
@@ -15,9 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// msgEcho answers each packet with WriteMsgUDPAddrPort, and hands the
-// ancillary data of what it read to got.
-func msgEcho(pc *dualstack.PacketConn, got chan<- []byte) {
+// msgEcho answers each packet, with WriteMsgUDPAddrPort, by secret and the
+// packet, and hands the ancillary data of what it read to got.
+func msgEcho(pc *dualstack.PacketConn, secret string, got chan<- []byte) {
 	buf, oob := make([]byte, 2048), make([]byte, 512)
 	for {
 		n, oobn, _, src, err := pc.ReadMsgUDPAddrPort(buf, oob)
@@ -26,8 +27,27 @@ func msgEcho(pc *dualstack.PacketConn, got chan<- []byte) {
 			return
 		}
 		got <- append([]byte(nil), oob[:oobn]...)
-		pc.WriteMsgUDPAddrPort(buf[:n], nil, src)
+		pc.WriteMsgUDPAddrPort(append([]byte(secret+" "), buf[:n]...), nil, src)
 	}
+}
+
+// msgRoundTrip sends a fresh token from host to a msgEcho on port, requires
+// the answer of that msgEcho (its secret and the token), and returns the
+// ancillary data msgEcho read with the token.
+func msgRoundTrip(t *testing.T, host string, port int, secret string, got <-chan []byte) []byte {
+	t.Helper()
+	c, err := net.Dial("udp", net.JoinHostPort(host, strconv.Itoa(port)))
+	require.NoError(t, err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(ioTimeout))
+	token := rand.Text()
+	_, err = c.Write([]byte(token))
+	require.NoError(t, err)
+	b := make([]byte, 256)
+	n, err := c.Read(b)
+	require.NoError(t, err, host)
+	require.Equal(t, secret+" "+token, string(b[:n]), host)
+	return <-got
 }
 
 // TestPacketConnMsg: ReadMsgUDPAddrPort and WriteMsgUDPAddrPort carry
@@ -39,28 +59,17 @@ func TestPacketConnMsg(t *testing.T) {
 			t.Run(impl.name+"/"+mode.String(), func(t *testing.T) {
 				pc, err := impl.listen(&dualstack.ListenConfig{Mode: mode}, t.Context(), "udp", ":0")
 				require.NoError(t, err)
-				got := make(chan []byte, 8)
-				go msgEcho(pc, got)
+				secret, got := rand.Text(), make(chan []byte, 8)
+				go msgEcho(pc, secret, got)
 				defer func() { pc.Close(); <-got }()
 				port := pc.LocalAddr().(*net.UDPAddr).Port
 				for _, h := range []string{"127.0.0.1", "::1"} {
-					c, err := net.Dial("udp", net.JoinHostPort(h, itoa(port)))
-					require.NoError(t, err)
-					c.SetDeadline(time.Now().Add(ioTimeout))
-					_, err = c.Write([]byte("ping " + h))
-					require.NoError(t, err)
-					b := make([]byte, 64)
-					n, err := c.Read(b)
-					require.NoError(t, err, h)
-					assert.Equal(t, "ping "+h, string(b[:n]))
-					c.Close()
+					msgRoundTrip(t, h, port, secret, got)
 				}
 			})
 		}
 	}
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
 
 // TestPacketConnRaw: SyscallConn's Control reaches every socket (each
 // descriptor once) and its Read refuses with several; the buffer setters

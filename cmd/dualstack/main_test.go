@@ -138,10 +138,11 @@ func TestDoctorBindV6Only(t *testing.T) {
 	assert.True(t, ds.IPv4 && ds.IPv6, "dualstack still serves both: %+v", ds)
 }
 
-// TestDoctorExitsOneWhenChecksFail: with no descriptor to spare, the
-// checks cannot run; doctor still prints its report, says which checks
-// failed, and exits 1.
-func TestDoctorExitsOneWhenChecksFail(t *testing.T) {
+// exhaustFDs lowers the descriptor limit to a few above those open and
+// opens descriptors until none is left. release closes them and restores
+// the limit; it may be called more than once.
+func exhaustFDs(t *testing.T) (release func()) {
+	t.Helper()
 	var saved unix.Rlimit
 	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &saved))
 	ents, err := os.ReadDir("/proc/self/fd")
@@ -150,12 +151,13 @@ func TestDoctorExitsOneWhenChecksFail(t *testing.T) {
 	low.Cur = uint64(len(ents) + 4)
 	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &low))
 	var fillers []*os.File
-	defer func() {
+	release = func() {
 		for _, f := range fillers {
 			f.Close()
 		}
+		fillers = nil
 		unix.Setrlimit(unix.RLIMIT_NOFILE, &saved)
-	}()
+	}
 	for {
 		f, err := os.Open(os.DevNull)
 		if err != nil {
@@ -163,13 +165,19 @@ func TestDoctorExitsOneWhenChecksFail(t *testing.T) {
 		}
 		fillers = append(fillers, f)
 	}
+	return release
+}
+
+// TestDoctorExitsOneWhenChecksFail: with no descriptor to spare, the
+// checks cannot run; doctor still prints its report, says which checks
+// failed, and exits 1.
+func TestDoctorExitsOneWhenChecksFail(t *testing.T) {
+	release := exhaustFDs(t)
+	defer release()
 
 	var out bytes.Buffer
 	code := run([]string{"-held", "4", "-binds", "2"}, nil, &out, io.Discard)
-	for _, f := range fillers {
-		f.Close()
-	}
-	fillers = nil
+	release()
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out.String(), "Checks that could not run:")
 	assert.Contains(t, out.String(), "too many open files")
@@ -324,29 +332,8 @@ func TestListenBacksOffOnEMFILE(t *testing.T) {
 			unix.Close(fd)
 		}
 	}()
-	var saved unix.Rlimit
-	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &saved))
-	ents, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	low := saved
-	low.Cur = uint64(len(ents) + 4)
-	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &low))
-	var fillers []*os.File
-	release := func() {
-		for _, f := range fillers {
-			f.Close()
-		}
-		fillers = nil
-		unix.Setrlimit(unix.RLIMIT_NOFILE, &saved)
-	}
+	release := exhaustFDs(t)
 	defer release()
-	for {
-		f, err := os.Open(os.DevNull)
-		if err != nil {
-			break
-		}
-		fillers = append(fillers, f)
-	}
 	for _, fd := range clients {
 		require.NoError(t, unix.Connect(fd, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}))
 	}
